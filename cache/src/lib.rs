@@ -1,0 +1,212 @@
+//! hl-cache: the local content-addressed store and the action cache.
+//!
+//! The store keeps blobs by the blake3 hash of their bytes; the action cache maps an input hash
+//! (what went into a build) to an output hash (what came out). Both are plain files under one
+//! root, written atomically (temp file, fsync, rename) so a crash never leaves a half-written
+//! entry under a valid name, and every read is verified against its key, so a corrupted entry is
+//! evicted and reported as such, never used.
+//!
+//! ```no_run
+//! let store = hl_cache::Store::open("/tmp/hl-cache").unwrap();
+//! let key = store.put(b"hello").unwrap();
+//! assert!(matches!(store.get(&key).unwrap(), hl_cache::Fetched::Hit(_)));
+//! ```
+#![deny(missing_docs)]
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A blake3 hash as the cache knows it: 32 raw bytes.
+pub type Hash = [u8; 32];
+
+/// What can go wrong with the cache; every variant names the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A filesystem call on the cache failed.
+    #[error("cache i/o on {path}: {source}")]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// The result of a verified read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched<T> {
+    /// The entry was present and matched its key.
+    Hit(T),
+    /// No entry under that key.
+    Miss,
+    /// An entry was present but did not match its key; it has been removed.
+    Evicted,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Hex of a hash, lowercase.
+pub fn hex(hash: &Hash) -> String {
+    blake3::Hash::from_bytes(*hash).to_hex().to_string()
+}
+
+/// Writes `bytes` to `path` atomically: a sibling temp file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+        std::process::id()
+    ));
+    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn shard(root: &Path, ns: &str, key: &Hash) -> PathBuf {
+    let h = hex(key);
+    root.join(ns).join(&h[..2]).join(&h[2..])
+}
+
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, CacheError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// The content-addressed store: blobs by the blake3 hash of their bytes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (without creating) the store rooted at `root`; folders appear on first write.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, CacheError> {
+        Ok(Store { root: root.into() })
+    }
+
+    /// The folder this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stores `bytes` and returns their key; storing what is already there writes nothing.
+    pub fn put(&self, bytes: &[u8]) -> Result<Hash, CacheError> {
+        let key = *blake3::hash(bytes).as_bytes();
+        let path = shard(&self.root, "cas", &key);
+        if !path.exists() {
+            write_atomic(&path, bytes)?;
+        }
+        Ok(key)
+    }
+
+    /// Reads the blob under `key`, verified; a blob that does not hash to its key is evicted.
+    pub fn get(&self, key: &Hash) -> Result<Fetched<Vec<u8>>, CacheError> {
+        let path = shard(&self.root, "cas", key);
+        match read_opt(&path)? {
+            None => Ok(Fetched::Miss),
+            Some(bytes) if blake3::hash(&bytes).as_bytes() == key => Ok(Fetched::Hit(bytes)),
+            Some(_) => {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                Ok(Fetched::Evicted)
+            }
+        }
+    }
+
+    /// Whether a blob is present under `key` (unverified: use [`Store::get`] to read it).
+    pub fn contains(&self, key: &Hash) -> bool {
+        shard(&self.root, "cas", key).exists()
+    }
+}
+
+/// The action cache: input hash -> output hash, for builds that already ran.
+///
+/// An entry is 64 bytes: the output hash, then blake3 of (input, output), so a torn or
+/// tampered entry is detected and evicted rather than trusted.
+#[derive(Debug, Clone)]
+pub struct ActionCache {
+    root: PathBuf,
+}
+
+impl ActionCache {
+    /// Opens (without creating) the action cache rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ActionCache, CacheError> {
+        Ok(ActionCache { root: root.into() })
+    }
+
+    fn seal(input: &Hash, output: &Hash) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"hl-ac-v1");
+        h.update(input);
+        h.update(output);
+        *h.finalize().as_bytes()
+    }
+
+    /// The output recorded for `input`, verified.
+    pub fn get(&self, input: &Hash) -> Result<Fetched<Hash>, CacheError> {
+        let path = shard(&self.root, "ac", input);
+        match read_opt(&path)? {
+            None => Ok(Fetched::Miss),
+            Some(bytes) => {
+                if bytes.len() == 64 {
+                    let mut out = [0u8; 32];
+                    out.copy_from_slice(&bytes[..32]);
+                    if bytes[32..] == Self::seal(input, &out) {
+                        return Ok(Fetched::Hit(out));
+                    }
+                }
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                Ok(Fetched::Evicted)
+            }
+        }
+    }
+
+    /// Records that `input` built to `output`. Only successful builds are ever recorded.
+    pub fn put(&self, input: &Hash, output: &Hash) -> Result<(), CacheError> {
+        let path = shard(&self.root, "ac", input);
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend_from_slice(output);
+        bytes.extend_from_slice(&Self::seal(input, output));
+        write_atomic(&path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_round_trip_and_corruption_is_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.put(b"mosquitto.conf").unwrap();
+        assert_eq!(store.get(&key).unwrap(), Fetched::Hit(b"mosquitto.conf".to_vec()));
+        fs::write(shard(dir.path(), "cas", &key), b"tampered").unwrap();
+        assert_eq!(store.get(&key).unwrap(), Fetched::Evicted);
+        assert_eq!(store.get(&key).unwrap(), Fetched::Miss);
+    }
+
+    #[test]
+    fn action_cache_detects_torn_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let ac = ActionCache::open(dir.path()).unwrap();
+        let (i, o) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(ac.get(&i).unwrap(), Fetched::Miss);
+        ac.put(&i, &o).unwrap();
+        assert_eq!(ac.get(&i).unwrap(), Fetched::Hit(o));
+        fs::write(shard(dir.path(), "ac", &i), [2u8; 40]).unwrap();
+        assert_eq!(ac.get(&i).unwrap(), Fetched::Evicted);
+    }
+}

@@ -1,0 +1,193 @@
+//! Hashing the graph: input digests, realize on an action-cache miss, output digests, early
+//! cutoff. Nodes of one wave are independent and are evaluated in parallel.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use crate::address::Address;
+use crate::digest::{canonical_json, Content, Digest, Input, Output};
+use crate::error::Error;
+use crate::files::{FileSet, RepoPath, Stats};
+use crate::graph::Graph;
+use crate::node::{EdgeKind, Node, RealizeCtx, Rule};
+use crate::state::State;
+use crate::statcache::StatCache;
+use hl_cache::{ActionCache, Fetched, Store};
+
+/// The rules by kind.
+#[derive(Default)]
+pub struct Registry {
+    rules: HashMap<&'static str, Box<dyn Rule>>,
+}
+
+impl Registry {
+    /// Adds a rule.
+    pub fn add(&mut self, rule: Box<dyn Rule>) {
+        self.rules.insert(rule.kind(), rule);
+    }
+
+    /// The rule of a kind.
+    pub fn rule(&self, kind: &str) -> Result<&dyn Rule, Error> {
+        self.rules
+            .get(kind)
+            .map(|r| r.as_ref())
+            .ok_or_else(|| Error::Internal(format!("no rule for node kind `{kind}`")))
+    }
+}
+
+/// The local cache: the content-addressed store and the action cache.
+#[derive(Debug, Clone)]
+pub struct Caches {
+    /// Artifacts and input blobs by content.
+    pub store: Store,
+    /// Input digest -> output digest.
+    pub actions: ActionCache,
+}
+
+impl Caches {
+    /// The caches under one folder.
+    pub fn open(root: &std::path::Path) -> Result<Caches, Error> {
+        Ok(Caches {
+            store: Store::open(root)?,
+            actions: ActionCache::open(root)?,
+        })
+    }
+}
+
+/// One node, hashed.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// Digest of everything that went in.
+    pub input: Digest<Input>,
+    /// Digest of what came out; for an unbuilt expensive node, a stand-in derived from the input.
+    pub output: Digest<Output>,
+    /// False when the node is expensive and not built yet ("will build").
+    pub built: bool,
+    /// The content digest of each input file.
+    pub files: BTreeMap<RepoPath, Digest<Content>>,
+    /// The output digest of each input edge.
+    pub inputs: BTreeMap<Address, Digest<Output>>,
+}
+
+/// What an evaluation produced, by address.
+pub type Evaluation = BTreeMap<Address, Evaluated>;
+
+/// The input digest of a node: rule kind and version, canonical params, input files and input
+/// edges, in one canonical JSON document.
+pub fn input_digest(
+    rule: &dyn Rule,
+    node: &Node,
+    files: &BTreeMap<RepoPath, Digest<Content>>,
+    inputs: &BTreeMap<Address, Digest<Output>>,
+) -> Digest<Input> {
+    let doc = json!({
+        "kind": rule.kind(),
+        "version": rule.version(),
+        "params": node.params,
+        "files": files.iter().map(|(p, d)| json!([p.as_str(), d.hex()])).collect::<Vec<Value>>(),
+        "inputs": inputs.iter().map(|(a, d)| json!([a.to_string(), d.hex()])).collect::<Vec<Value>>(),
+    });
+    Digest::of(canonical_json(&doc).as_bytes())
+}
+
+/// The stand-in output of an expensive node that has not been built: input-addressed.
+pub fn unbuilt_output(input: &Digest<Input>) -> Digest<Output> {
+    Digest::of(format!("unbuilt:{}", input.hex()).as_bytes())
+}
+
+/// Hashes every node of the graph. Returns the evaluation and the stat cache to save.
+pub fn evaluate(
+    graph: &Graph,
+    registry: &Registry,
+    files: &FileSet,
+    stat: &StatCache,
+    caches: &Caches,
+    state: &State,
+) -> Result<(Evaluation, StatCache), Error> {
+    let mut all: Vec<RepoPath> = graph.nodes().flat_map(|n| n.files.iter().cloned()).collect();
+    all.sort();
+    all.dedup();
+    let next_stat = files.hash_all(&all, stat)?;
+
+    let mut done: Evaluation = BTreeMap::new();
+    for wave in graph.waves() {
+        let results: Vec<Result<(Address, Evaluated), Error>> = wave
+            .par_iter()
+            .map(|node| {
+                let ev = evaluate_node(graph, registry, files, caches, state, &done, node)?;
+                Ok((node.address.clone(), ev))
+            })
+            .collect();
+        for r in results {
+            let (a, ev) = r?;
+            done.insert(a, ev);
+        }
+    }
+    Ok((done, next_stat))
+}
+
+fn evaluate_node(
+    graph: &Graph,
+    registry: &Registry,
+    files: &FileSet,
+    caches: &Caches,
+    state: &State,
+    done: &Evaluation,
+    node: &Node,
+) -> Result<Evaluated, Error> {
+    let rule = registry.rule(node.address.kind())?;
+    let file_digests: BTreeMap<RepoPath, Digest<Content>> = node
+        .files
+        .iter()
+        .map(|p| {
+            files
+                .digest(p)
+                .map(|d| (p.clone(), d))
+                .ok_or_else(|| Error::Internal(format!("{p} was not hashed")))
+        })
+        .collect::<Result<_, _>>()?;
+    let inputs: BTreeMap<Address, Digest<Output>> = graph
+        .deps(&node.address)
+        .into_iter()
+        .filter(|(_, kind)| *kind == EdgeKind::Input)
+        .map(|(a, _)| (a.clone(), done[a].output))
+        .collect();
+    let input = input_digest(rule, node, &file_digests, &inputs);
+
+    let cached = match caches.actions.get(input.bytes())? {
+        Fetched::Hit(out) => Some(Digest::from_bytes(out)),
+        Fetched::Miss => None,
+        Fetched::Evicted => {
+            tracing::warn!("{}: corrupted action-cache entry evicted", node.address);
+            None
+        }
+    };
+    let (output, built) = match cached {
+        Some(out) => (out, true),
+        None if !rule.cheap() => match state.get(&node.address) {
+            // Built by an earlier apply whose cache entry is gone: the state still knows.
+            Some(rec) if rec.input == input && rec.built => (rec.output, true),
+            _ => (unbuilt_output(&input), false),
+        },
+        None => {
+            let artifact = rule.realize(node, &RealizeCtx { files, inputs: &inputs })?;
+            Stats::bump(&files.stats.nodes_realized);
+            for bytes in artifact.files.values() {
+                caches.store.put(bytes)?;
+            }
+            caches.store.put(artifact.manifest().as_bytes())?;
+            let out = artifact.digest();
+            caches.actions.put(input.bytes(), out.bytes())?;
+            (out, true)
+        }
+    };
+    Ok(Evaluated {
+        input,
+        output,
+        built,
+        files: file_digests,
+        inputs,
+    })
+}

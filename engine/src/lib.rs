@@ -1,0 +1,42 @@
+//! hl-engine: the generic machine of `hl`. Addresses, typed digests, the graph, hashing with a
+//! stat cache and an action cache, the plan and the state. It never names a node kind: the
+//! kinds live in `hl-rules` behind the [`Rule`] trait.
+//!
+//! ```no_run
+//! use hl_engine::{Graph, Registry, FileSet, StatCache, Caches, State, evaluate, plan};
+//! # fn nodes() -> Vec<hl_engine::Node> { vec![] }
+//! let graph = Graph::build(nodes()).unwrap();
+//! let registry = Registry::default();
+//! let files = FileSet::new(std::path::Path::new(".")).unwrap();
+//! let stat = StatCache::load(std::path::Path::new(".hl/statcache"));
+//! let caches = Caches::open(std::path::Path::new("/tmp/hl-cache")).unwrap();
+//! let state = State::load(std::path::Path::new(".hl/state.json")).unwrap();
+//! let (eval, _stat) = evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state).unwrap();
+//! let plan = plan::compute(&graph, &registry, &eval, &state).unwrap();
+//! println!("{} steps", plan.steps.len());
+//! ```
+#![deny(missing_docs)]
+
+pub mod address;
+pub mod digest;
+pub mod error;
+pub mod evaluate;
+pub mod files;
+pub mod graph;
+pub mod node;
+pub mod plan;
+pub mod select;
+pub mod state;
+pub mod statcache;
+
+pub use address::{Address, Layer};
+pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Output};
+pub use error::{Class, Error};
+pub use evaluate::{Caches, Evaluated, Evaluation, Registry};
+pub use files::{FileSet, RepoPath, Stats, StatsSnapshot};
+pub use graph::Graph;
+pub use node::{Artifact, Edge, EdgeKind, Node, Origin, RealizeCtx, Requirement, Rule};
+pub use plan::{Action, Cause, Plan, Step};
+pub use select::Selector;
+pub use state::{Record, State};
+pub use statcache::StatCache;
