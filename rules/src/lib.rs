@@ -1,1 +1,204 @@
-//! placeholder
+//! hl-rules: the homelab. Loading the repo (inventory, hosts, services, cluster) into nodes, and
+//! one module per node kind implementing [`hl_engine::Rule`]:
+//!
+//! | kind | layer | module | nodes |
+//! | --- | --- | --- | --- |
+//! | `check` | L0 | [`check`] | one per requirement of the other nodes (tools, env, credentials, hosts) |
+//! | `image` | L1 | [`image`] | one per recipe in `inventory/images/` |
+//! | `vm` | L2 | [`vm`] | one per `hosts/<NODE>/machine.yaml` |
+//! | `talos` | L3 | [`talos`] | one per node of `talconfig.yaml` |
+//! | `k8s` | L4 | [`k8s`] | one per Flux Kustomization, or per app folder |
+//! | `compose` | L4 | [`compose`] | one per service placed on a host |
+//!
+//! ```no_run
+//! let files = hl_engine::FileSet::new(std::path::Path::new(".")).unwrap();
+//! let lab = hl_rules::load(&files).unwrap();
+//! println!("{} nodes", lab.nodes.len());
+//! ```
+
+pub mod check;
+pub mod compose;
+pub mod image;
+pub mod inventory;
+pub mod k8s;
+pub mod secrets;
+pub mod talos;
+pub mod vm;
+pub mod yaml;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use hl_engine::{Address, Error, FileSet, Node, Origin, Registry, RepoPath};
+
+pub use inventory::{Host, Layout, Topology};
+
+/// The files that mark a repo root, in the order they are looked for.
+pub const ROOT_MARKERS: [&str; 2] = ["inventory/topology.yaml", "hl.yaml"];
+
+/// Finds the homelab root: `start` or its nearest ancestor holding a root marker.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| ROOT_MARKERS.iter().any(|m| d.join(m).is_file()))
+        .map(Path::to_path_buf)
+}
+
+/// Every rule, by kind.
+pub fn registry() -> Registry {
+    let mut r = Registry::default();
+    r.add(Box::new(check::CheckRule));
+    r.add(Box::new(image::ImageRule));
+    r.add(Box::new(vm::VmRule));
+    r.add(Box::new(talos::TalosRule));
+    r.add(Box::new(k8s::K8sRule));
+    r.add(Box::new(compose::ComposeRule));
+    r
+}
+
+/// What loaders share while discovering nodes.
+pub struct Ctx<'a> {
+    /// The repo's files.
+    pub files: &'a FileSet,
+    /// The inventory.
+    pub topology: &'a Topology,
+    /// Where the inventory was read from.
+    pub topology_path: RepoPath,
+    notes: Mutex<Vec<String>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context over a parsed inventory (tests build one directly).
+    pub fn new(files: &'a FileSet, topology: &'a Topology, topology_path: RepoPath) -> Ctx<'a> {
+        Ctx {
+            files,
+            topology,
+            topology_path,
+            notes: Mutex::default(),
+        }
+    }
+
+    /// Records something the user should know that is not an error (a missing layer).
+    pub fn note(&self, msg: impl Into<String>) {
+        self.notes.lock().expect("no panics hold this lock").push(msg.into());
+    }
+
+    /// A layout path as a checked repo path.
+    pub fn layout_path(&self, configured: &str, key: &str) -> Result<RepoPath, Error> {
+        RepoPath::new(configured).map_err(|e| {
+            Error::repo(
+                format!("layout.{key} in {}: {e}", self.topology_path),
+                Some(yaml::locate(self.files, &self.topology_path, Some("layout"), configured)),
+                Some("layout paths are relative to the repo root".into()),
+            )
+        })
+    }
+
+    /// Selection labels of a node placed on `host`: the host's name and `@tag` per tag.
+    pub fn host_labels(&self, host: &str) -> BTreeSet<String> {
+        let mut labels = BTreeSet::from([host.to_string()]);
+        if let Some(h) = self.topology.hosts.get(host) {
+            labels.extend(h.tags.iter().map(|t| format!("@{t}")));
+        }
+        labels
+    }
+
+    /// An unknown-host error for a reference written at `origin`, with a did-you-mean.
+    pub fn unknown_host(&self, what: &str, name: &str, origin: Origin) -> Error {
+        let best = self
+            .topology
+            .hosts
+            .keys()
+            .map(|h| (strsim::jaro_winkler(name, h), h))
+            .filter(|(s, _)| *s > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        Error::repo(
+            format!("{what} names unknown host `{name}` ({origin})"),
+            Some(origin),
+            Some(match best {
+                Some((_, h)) => format!("did you mean `{h}`? hosts are listed in {}", self.topology_path),
+                None => format!("add it to the nodes of {}", self.topology_path),
+            }),
+        )
+    }
+
+    /// Lists the entries of a folder, sorted, as repo paths; an absent folder is empty.
+    pub fn list_dir(&self, dir: &RepoPath) -> Result<Vec<RepoPath>, Error> {
+        let abs = self.files.abs(dir);
+        let rd = match std::fs::read_dir(&abs) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot list", abs, e)),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot list", &abs, e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if !name.starts_with('.') {
+                    out.push(dir.join(name).map_err(|e| Error::Internal(e))?);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// A loaded homelab: its inventory, every node, and notes on what is absent.
+pub struct Homelab {
+    /// The inventory.
+    pub topology: Topology,
+    /// Where it was read from.
+    pub topology_path: RepoPath,
+    /// Every node of every layer, checks included.
+    pub nodes: Vec<Node>,
+    /// Things the user should know (a layer that is absent, hosts without inventory entries).
+    pub notes: Vec<String>,
+}
+
+/// Loads the homelab at the root of `files`: the inventory, then every kind's nodes, then the
+/// L0 checks their changes would need.
+pub fn load(files: &FileSet) -> Result<Homelab, Error> {
+    let topology_path = ROOT_MARKERS
+        .iter()
+        .map(|m| RepoPath::new(m).expect("markers are valid paths"))
+        .find(|p| files.abs(p).is_file())
+        .ok_or_else(|| {
+            Error::repo(
+                format!("{} is not a homelab repo: no inventory/topology.yaml or hl.yaml", files.root().display()),
+                None,
+                Some("run hl inside a homelab repo, or pass -C DIR (docs/layout.md says what goes where)".into()),
+            )
+        })?;
+    let raw = yaml::one(files, &topology_path)?;
+    let topology = Topology::from_raw(raw).map_err(|e| {
+        Error::repo(
+            format!("invalid {topology_path}: {e}"),
+            Some(Origin::file(topology_path.clone())),
+            Some("see docs/layout.md for the inventory's keys".into()),
+        )
+    })?;
+    let ctx = Ctx::new(files, &topology, topology_path.clone());
+    let mut nodes = Vec::new();
+    nodes.extend(image::discover(&ctx)?);
+    nodes.extend(vm::discover(&ctx)?);
+    nodes.extend(talos::discover(&ctx)?);
+    nodes.extend(k8s::discover(&ctx)?);
+    nodes.extend(compose::discover(&ctx)?);
+    let registry = registry();
+    let checks = check::derive(&ctx, &registry, &mut nodes)?;
+    nodes.extend(checks);
+    let notes = ctx.notes.into_inner().expect("no panics hold this lock");
+    Ok(Homelab {
+        topology,
+        topology_path,
+        nodes,
+        notes,
+    })
+}
+
+/// The address of a node kind and name, for loaders (names come from files, so they are checked).
+pub fn address(kind: &str, name: &str, host: Option<&str>, origin: &Origin) -> Result<Address, Error> {
+    Address::new(kind, name, host).map_err(|e| Error::repo(format!("{e} ({origin})"), Some(origin.clone()), None))
+}

@@ -1,0 +1,28 @@
+//! Placeholder: being written.
+
+use hl_engine::{Artifact, Error, Layer, Node, RealizeCtx, Rule};
+
+use crate::Ctx;
+
+/// The rule of `vm` nodes.
+pub struct VmRule;
+
+impl Rule for VmRule {
+    fn kind(&self) -> &'static str {
+        "vm"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn layer(&self) -> Layer {
+        Layer::L2
+    }
+    fn realize(&self, _node: &Node, _ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
+        Ok(Artifact::default())
+    }
+}
+
+/// Discovers the nodes of this kind.
+pub fn discover(_ctx: &Ctx) -> Result<Vec<Node>, Error> {
+    Ok(Vec::new())
+}
