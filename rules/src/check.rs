@@ -1,8 +1,16 @@
-//! Placeholder: being written.
+//! `check:*`: the L0 runway. Each node kind says what converging its nodes needs (tools,
+//! environment variables, credential files, reachable hosts); here those needs become check
+//! nodes that the needing nodes are ordered after, so a plan lists exactly the checks its
+//! changes need, and `hl check` runs them. Checks only read; they are never recorded in state.
 
-use hl_engine::{Artifact, Error, Layer, Node, RealizeCtx, Rule};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-use crate::Ctx;
+use hl_engine::{canonical_pretty, Address, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, Registry, Requirement, Rule};
+use serde_json::{json, Value};
+
+use crate::{Ctx, Topology};
 
 /// The rule of `check` nodes.
 pub struct CheckRule;
@@ -17,17 +25,200 @@ impl Rule for CheckRule {
     fn layer(&self) -> Layer {
         Layer::L0
     }
-    fn realize(&self, _node: &Node, _ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
-        Ok(Artifact::default())
+    fn stateful(&self) -> bool {
+        false
+    }
+    fn realize(&self, node: &Node, _ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
+        Ok(Artifact::single("check.json", canonical_pretty(&node.params)))
     }
 }
 
-/// Discovers the nodes of this kind.
-pub fn discover(_ctx: &Ctx) -> Result<Vec<Node>, Error> {
-    Ok(Vec::new())
+/// The address of the check that satisfies a requirement.
+pub fn address_of(req: &Requirement) -> Result<Address, String> {
+    match req {
+        Requirement::Tool { name } => Address::new("check", &format!("tool/{name}"), None),
+        Requirement::RemoteTool { name, host } => Address::new("check", &format!("tool/{name}"), Some(host)),
+        Requirement::Env { name } => Address::new("check", &format!("env/{name}"), None),
+        Requirement::File { path } => Address::new("check", &format!("file/{path}"), None),
+        Requirement::Reachable { host } => Address::new("check", "ssh", Some(host)),
+    }
 }
 
-/// Derives the check nodes the other nodes need.
-pub fn derive(_ctx: &Ctx, _registry: &hl_engine::Registry, _nodes: &mut [Node]) -> Result<Vec<Node>, Error> {
-    Ok(Vec::new())
+/// Adds to every node an order edge on each check it needs, and returns the check nodes.
+pub fn derive(ctx: &Ctx, registry: &Registry, nodes: &mut [Node]) -> Result<Vec<Node>, Error> {
+    let mut checks: BTreeMap<Address, Node> = BTreeMap::new();
+    for node in nodes.iter_mut() {
+        let rule = registry.rule(node.address.kind())?;
+        for req in rule.requirements(node) {
+            let addr = address_of(&req).map_err(|e| Error::Internal(format!("{}: {e}", node.address)))?;
+            checks.entry(addr.clone()).or_insert_with(|| check_node(ctx, &addr, &req));
+            node.edges.push(Edge { to: addr, kind: EdgeKind::Order, origin: None });
+        }
+    }
+    Ok(checks.into_values().collect())
+}
+
+fn check_node(ctx: &Ctx, addr: &Address, req: &Requirement) -> Node {
+    let mut params = serde_json::to_value(req).unwrap_or(Value::Null);
+    let mut labels = Default::default();
+    if let Requirement::Reachable { host } | Requirement::RemoteTool { host, .. } = req {
+        labels = ctx.host_labels(host);
+        if let (Some(h), Value::Object(m)) = (ctx.topology.hosts.get(host), &mut params) {
+            m.insert(
+                "ssh".into(),
+                json!({
+                    "address": h.address.clone().unwrap_or_else(|| host.clone()),
+                    "user": h.ssh.as_ref().and_then(|s| s.user.clone()),
+                    "port": h.ssh.as_ref().and_then(|s| s.port),
+                    "offline_first": h.offline_first,
+                }),
+            );
+        }
+    }
+    Node {
+        address: addr.clone(),
+        layer: Layer::L0,
+        params,
+        files: Vec::new(),
+        edges: Vec::new(),
+        labels,
+        origin: Origin::file(ctx.topology_path.clone()),
+    }
+}
+
+/// Refuses to go on when `HL_ENV` names another environment than the inventory does.
+pub fn environment_guard(topology: &Topology, hl_env: Option<&str>) -> Result<(), Error> {
+    match (hl_env, topology.environment.as_deref()) {
+        (Some(want), Some(have)) if want != have => Err(Error::Environment {
+            message: format!("wrong environment: HL_ENV is `{want}` but this repo describes `{have}`"),
+            help: Some(format!("unset HL_ENV or set HL_ENV={have} if you really mean this repo")),
+        }),
+        (Some(want), None) => Err(Error::Environment {
+            message: format!("HL_ENV is `{want}` but the inventory names no environment"),
+            help: Some("add `environment: <name>` to inventory/topology.yaml".into()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Passed.
+    pub ok: bool,
+    /// Failed, but only a warning (an offline-first host).
+    pub warning: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Runs a check node: reads only.
+pub fn run(node: &Node) -> Outcome {
+    let req: Option<Requirement> = serde_json::from_value(strip_ssh(&node.params)).ok();
+    let pass = |detail: String| Outcome { ok: true, warning: false, detail };
+    let fail = |detail: String| Outcome { ok: false, warning: false, detail };
+    match req {
+        Some(Requirement::Tool { name }) => match which(&name) {
+            Some(p) => pass(format!("{} found", p.display())),
+            None => fail(format!("`{name}` is not on PATH; install it")),
+        },
+        Some(Requirement::Env { name }) => match std::env::var_os(&name) {
+            Some(v) if !v.is_empty() => pass(format!("{name} is set")),
+            _ => fail(format!("{name} is not set in the environment")),
+        },
+        Some(Requirement::File { path }) => {
+            let p = expand_home(&path);
+            match std::fs::File::open(&p) {
+                Ok(_) => pass(format!("{} is readable", p.display())),
+                Err(e) => fail(format!("{} is not readable: {e}", p.display())),
+            }
+        }
+        Some(Requirement::Reachable { host }) => remote(node, &host, &["true"]),
+        Some(Requirement::RemoteTool { name, host }) => remote(node, &host, &["command", "-v", &name]),
+        None => fail("unreadable check parameters".into()),
+    }
+}
+
+fn strip_ssh(params: &Value) -> Value {
+    let mut p = params.clone();
+    if let Value::Object(m) = &mut p {
+        m.remove("ssh");
+    }
+    p
+}
+
+/// One SSH round trip with the user's OpenSSH client: agent, config and known_hosts apply.
+/// The remote argv is fixed by hl (never repo data); ssh joins it for the remote shell.
+fn remote(node: &Node, host: &str, argv: &[&str]) -> Outcome {
+    let ssh = node.params.get("ssh");
+    let target = ssh.and_then(|s| s.get("address")).and_then(Value::as_str).unwrap_or(host);
+    let user = ssh.and_then(|s| s.get("user")).and_then(Value::as_str);
+    let port = ssh.and_then(|s| s.get("port")).and_then(Value::as_u64);
+    let offline_first = ssh.and_then(|s| s.get("offline_first")).and_then(Value::as_bool).unwrap_or(false);
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]);
+    if let Some(p) = port {
+        cmd.args(["-p", &p.to_string()]);
+    }
+    if let Some(u) = user {
+        cmd.args(["-l", u]);
+    }
+    cmd.arg("--").arg(target).args(argv);
+    cmd.stdin(Stdio::null());
+    let out = cmd.output();
+    let (ok, detail) = match out {
+        Ok(o) if o.status.success() => (true, format!("{host} answered over ssh")),
+        Ok(o) => (false, format!("{host}: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => (false, format!("cannot run ssh: {e}")),
+    };
+    Outcome { ok, warning: !ok && offline_first, detail }
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// Looks a program up on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        }
+        #[cfg(not(unix))]
+        {
+            p.is_file()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_guard_refuses_a_mismatch_only() {
+        let topo = Topology { environment: Some("home".into()), ..Default::default() };
+        assert!(environment_guard(&topo, None).is_ok());
+        assert!(environment_guard(&topo, Some("home")).is_ok());
+        let err = environment_guard(&topo, Some("prod")).unwrap_err();
+        assert_eq!(err.to_string(), "wrong environment: HL_ENV is `prod` but this repo describes `home`");
+    }
+
+    #[test]
+    fn requirement_addresses() {
+        for (req, want) in [
+            (Requirement::Tool { name: "talosctl".into() }, "check:tool/talosctl"),
+            (Requirement::RemoteTool { name: "docker".into(), host: "PIHA".into() }, "check:tool/docker@PIHA"),
+            (Requirement::Env { name: "PROXMOX_API_TOKEN".into() }, "check:env/PROXMOX_API_TOKEN"),
+            (Requirement::Reachable { host: "VPS".into() }, "check:ssh@VPS"),
+        ] {
+            assert_eq!(address_of(&req).unwrap().to_string(), want);
+        }
+    }
 }

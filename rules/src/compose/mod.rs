@@ -1,0 +1,450 @@
+//! `compose:<svc>@<HOST>`: a docker-compose project placed on a host (L4).
+//!
+//! Placement comes from `hosts/<HOST>/services.yaml` (or, for compose-per-host repos, from the
+//! `layout.stacks` pattern). The realized artifact is the release that goes to the host: the
+//! compose file merged with the host's override in canonical form, the service contract, its
+//! env template and healthcheck, and the content of every file the project bind-mounts from its
+//! folder, which `docker compose` itself does not notice when it changes.
+
+mod merge;
+mod mounts;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hl_engine::{
+    canonical_pretty, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, RepoPath,
+    Requirement, Rule,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{address, secrets, yaml, Ctx};
+
+/// Compose file names, in the order docker compose looks for them.
+pub const COMPOSE_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+const OVERRIDE_FILES: [&str; 4] = [
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+    "compose.override.yaml",
+    "compose.override.yml",
+];
+const EXPOSURES: [&str; 4] = ["internal", "lan", "tailnet", "public"];
+
+/// The rule of `compose` nodes.
+pub struct ComposeRule;
+
+impl Rule for ComposeRule {
+    fn kind(&self) -> &'static str {
+        "compose"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn layer(&self) -> Layer {
+        Layer::L4
+    }
+    fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
+        let p: Params = serde_json::from_value(node.params.clone())
+            .map_err(|e| Error::Internal(format!("{}: bad params: {e}", node.address)))?;
+        let mut art = Artifact::default();
+        let project = project(ctx.files, &p)?;
+        art.files.insert("compose.json".into(), canonical_pretty(&project).into_bytes());
+        let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
+        for f in &node.files {
+            if Some(f.as_str()) == Some(p.compose.as_str()) || p.override_file.as_deref() == Some(f.as_str()) {
+                continue;
+            }
+            let bytes = ctx.files.read(f)?;
+            let name = f.as_str().strip_prefix(&format!("{}/", dir.as_str())).unwrap_or(f.as_str());
+            if name == "service.yaml" {
+                let contract = yaml::one(ctx.files, f)?;
+                art.files.insert("service.json".into(), canonical_pretty(&contract).into_bytes());
+            } else {
+                art.files.insert(format!("files/{name}"), bytes.to_vec());
+            }
+        }
+        Ok(art)
+    }
+    fn requirements(&self, node: &Node) -> Vec<Requirement> {
+        let host = node.address.host().unwrap_or_default().to_string();
+        vec![
+            Requirement::Reachable { host: host.clone() },
+            Requirement::RemoteTool { name: "docker".into(), host },
+        ]
+    }
+}
+
+/// What a compose node hashes besides its files.
+#[derive(Debug, Deserialize)]
+struct Params {
+    project: String,
+    host: String,
+    dir: String,
+    compose: String,
+    #[serde(default, rename = "override")]
+    override_file: Option<String>,
+}
+
+/// The merged, canonical compose project of a placement.
+fn project(files: &hl_engine::FileSet, p: &Params) -> Result<Value, Error> {
+    let compose = RepoPath::new(&p.compose).map_err(Error::Internal)?;
+    let mut project = yaml::one(files, &compose)?;
+    if let Some(o) = &p.override_file {
+        let o = RepoPath::new(o).map_err(Error::Internal)?;
+        merge::merge(&mut project, &yaml::one(files, &o)?, "");
+    }
+    merge::normalise(&mut project);
+    // The project name is the service name: containers are found by it on the host.
+    if let Value::Object(m) = &mut project {
+        m.remove("version");
+        m.insert("name".into(), Value::String(p.project.clone()));
+    }
+    Ok(project)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Placed {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        exposure: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct ServicesFile {
+    #[serde(default)]
+    services: Vec<Placed>,
+}
+
+/// One service on one host, before it becomes a node.
+struct Placement {
+    svc: String,
+    host: String,
+    exposure: String,
+    dir: RepoPath,
+    origin: Origin,
+}
+
+/// Discovers every compose node.
+pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
+    let mut placements = from_services_files(ctx)?;
+    placements.extend(from_stacks(ctx)?);
+    let mut hosts_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in &placements {
+        hosts_of.entry(p.svc.clone()).or_default().insert(p.host.clone());
+    }
+    placements.iter().map(|p| node(ctx, p, &hosts_of)).collect()
+}
+
+fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
+    let layout = &ctx.topology.layout;
+    let hosts_dir = ctx.layout_path(&layout.hosts, "hosts")?;
+    let services_dir = ctx.layout_path(&layout.services, "services")?;
+    let known_services: Vec<String> = ctx
+        .list_dir(&services_dir)?
+        .into_iter()
+        .filter(|p| ctx.files.is_dir(p))
+        .map(|p| p.file_name().to_string())
+        .collect();
+    let mut out = Vec::new();
+    for host_dir in ctx.list_dir(&hosts_dir)? {
+        let file = host_dir.join("services.yaml").map_err(Error::Internal)?;
+        if !ctx.files.abs(&file).is_file() {
+            continue;
+        }
+        let host = host_dir.file_name().to_string();
+        if !ctx.topology.hosts.is_empty() && !ctx.topology.hosts.contains_key(&host) {
+            return Err(ctx.unknown_host("the folder", &host, Origin::file(file)));
+        }
+        let parsed: ServicesFile = yaml::typed(ctx.files, &file)?;
+        let mut seen = BTreeSet::new();
+        for entry in parsed.services {
+            let (svc, exposure) = match entry {
+                Placed::Name(n) => (n, None),
+                Placed::Full { name, exposure } => (name, exposure),
+            };
+            let origin = yaml::locate(ctx.files, &file, None, &svc);
+            if !seen.insert(svc.clone()) {
+                return Err(Error::repo(
+                    format!("{svc} is placed twice on {host} ({origin})"),
+                    Some(origin),
+                    Some("list each service once per host".into()),
+                ));
+            }
+            if !known_services.contains(&svc) {
+                return Err(unknown_service(&svc, &known_services, &services_dir, origin));
+            }
+            let exposure = exposure.unwrap_or_else(|| "internal".into());
+            if !EXPOSURES.contains(&exposure.as_str()) {
+                return Err(Error::repo(
+                    format!("unknown exposure `{exposure}` for {svc} on {host} ({origin})"),
+                    Some(yaml::locate(ctx.files, &file, Some(&svc), &exposure)),
+                    Some(format!("use one of: {}", EXPOSURES.join(", "))),
+                ));
+            }
+            out.push(Placement {
+                dir: services_dir.join(&svc).map_err(Error::Internal)?,
+                svc,
+                host: host.clone(),
+                exposure,
+                origin,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn unknown_service(svc: &str, known: &[String], dir: &RepoPath, origin: Origin) -> Error {
+    let best = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(svc, k), k))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    Error::repo(
+        format!("unknown service `{svc}` ({origin}): there is no {dir}/{svc}/"),
+        Some(origin),
+        Some(match best {
+            Some((_, k)) => format!("did you mean `{k}`?"),
+            None => format!("create {dir}/{svc}/ with a docker-compose.yml"),
+        }),
+    )
+}
+
+/// Compose-per-host repos: `layout.stacks` such as `{host}/{stack}/compose.yaml`.
+fn from_stacks(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
+    let Some(pattern) = &ctx.topology.layout.stacks else {
+        return Ok(Vec::new());
+    };
+    let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let mut found = Vec::new();
+    walk_pattern(ctx, RepoPath::root(), &segments, BTreeMap::new(), &mut found)?;
+    let mut out = Vec::new();
+    for (file, vars) in found {
+        let (Some(host), Some(stack)) = (vars.get("host"), vars.get("stack")) else {
+            return Err(Error::repo(
+                format!("layout.stacks `{pattern}` must name both {{host}} and {{stack}}"),
+                Some(Origin::file(ctx.topology_path.clone())),
+                None,
+            ));
+        };
+        if !ctx.topology.hosts.is_empty() && !ctx.topology.hosts.contains_key(host) {
+            continue;
+        }
+        out.push(Placement {
+            svc: stack.clone(),
+            host: host.clone(),
+            exposure: "internal".into(),
+            dir: file.parent(),
+            origin: Origin::file(file),
+        });
+    }
+    Ok(out)
+}
+
+fn walk_pattern(
+    ctx: &Ctx,
+    at: RepoPath,
+    segments: &[&str],
+    vars: BTreeMap<String, String>,
+    out: &mut Vec<(RepoPath, BTreeMap<String, String>)>,
+) -> Result<(), Error> {
+    let Some((seg, rest)) = segments.split_first() else {
+        if ctx.files.abs(&at).is_file() {
+            out.push((at, vars));
+        }
+        return Ok(());
+    };
+    if let Some(var) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+        for entry in ctx.list_dir(&at)? {
+            if rest.is_empty() || ctx.files.is_dir(&entry) {
+                let mut v = vars.clone();
+                v.insert(var.to_string(), entry.file_name().to_string());
+                walk_pattern(ctx, entry, rest, v, out)?;
+            }
+        }
+        Ok(())
+    } else {
+        let next = at.join(seg).map_err(|e| Error::repo(format!("layout.stacks: {e}"), None, None))?;
+        walk_pattern(ctx, next, rest, vars, out)
+    }
+}
+
+fn first_existing(ctx: &Ctx, dir: &RepoPath, names: &[&str]) -> Option<RepoPath> {
+    names
+        .iter()
+        .filter_map(|n| dir.join(n).ok())
+        .find(|p| ctx.files.abs(p).is_file())
+}
+
+fn node(ctx: &Ctx, p: &Placement, hosts_of: &BTreeMap<String, BTreeSet<String>>) -> Result<Node, Error> {
+    let addr = address("compose", &p.svc, Some(&p.host), &p.origin)?;
+    let compose = first_existing(ctx, &p.dir, &COMPOSE_FILES).ok_or_else(|| {
+        Error::repo(
+            format!("{addr}: no compose file in {}/", p.dir),
+            Some(p.origin.clone()),
+            Some(format!("add {}/docker-compose.yml", p.dir)),
+        )
+    })?;
+    let runtime = RepoPath::new(&ctx.topology.layout.hosts)
+        .and_then(|h| h.join(&format!("{}/runtime/{}", p.host, p.svc)))
+        .map_err(Error::Internal)?;
+    let override_file = first_existing(ctx, &runtime, &OVERRIDE_FILES);
+
+    let mut files = vec![compose.clone()];
+    files.extend(override_file.clone());
+    let params = Params {
+        project: p.svc.clone(),
+        host: p.host.clone(),
+        dir: p.dir.as_str().to_string(),
+        compose: compose.as_str().to_string(),
+        override_file: override_file.as_ref().map(|o| o.as_str().to_string()),
+    };
+    let merged = project(ctx.files, &params)?;
+    for source in [Some(&compose), override_file.as_ref()].into_iter().flatten() {
+        check_secrets(ctx, &yaml::one(ctx.files, source)?, source)?;
+    }
+    files.extend(mounts::inputs(ctx, &merged, &p.dir, &compose)?);
+
+    let contract_path = p.dir.join("service.yaml").map_err(Error::Internal)?;
+    let mut edges = Vec::new();
+    if ctx.files.abs(&contract_path).is_file() {
+        let contract = yaml::one(ctx.files, &contract_path)?;
+        files.push(contract_path.clone());
+        edges.extend(dependency_edges(ctx, p, &contract, &contract_path, hosts_of)?);
+        check_requires(ctx, p, &contract, &contract_path)?;
+    }
+    for extra in ["env.example", "healthcheck.sh"] {
+        let f = p.dir.join(extra).map_err(Error::Internal)?;
+        if ctx.files.abs(&f).is_file() {
+            files.push(f);
+        }
+    }
+    let machine = RepoPath::new(&ctx.topology.layout.hosts)
+        .and_then(|h| h.join(&format!("{}/machine.yaml", p.host)))
+        .map_err(Error::Internal)?;
+    if ctx.files.abs(&machine).is_file() {
+        edges.push(Edge {
+            to: address("vm", &p.host, None, &p.origin)?,
+            kind: EdgeKind::Placement,
+            origin: Some(p.origin.clone()),
+        });
+    }
+    let runtime_root = ctx
+        .topology
+        .hosts
+        .get(&p.host)
+        .map_or("/opt/homelab".to_string(), |h| h.runtime_root.clone());
+    let mut params = serde_json::to_value(json!({
+        "project": params.project,
+        "host": params.host,
+        "dir": params.dir,
+        "compose": params.compose,
+        "exposure": p.exposure,
+        "runtime_root": runtime_root,
+    }))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    if let (Some(o), Value::Object(m)) = (&override_file, &mut params) {
+        m.insert("override".into(), Value::String(o.as_str().to_string()));
+    }
+    Ok(Node {
+        address: addr,
+        layer: Layer::L4,
+        params,
+        files,
+        edges,
+        labels: ctx.host_labels(&p.host),
+        origin: p.origin.clone(),
+    })
+}
+
+fn check_secrets(ctx: &Ctx, doc: &Value, path: &RepoPath) -> Result<(), Error> {
+    if let Some(services) = doc.get("services").and_then(Value::as_object) {
+        for svc in services.values() {
+            if let Some(env) = svc.get("environment") {
+                secrets::check_environment(env, path, ctx.files)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dependency_edges(
+    ctx: &Ctx,
+    p: &Placement,
+    contract: &Value,
+    path: &RepoPath,
+    hosts_of: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<Vec<Edge>, Error> {
+    let deps: Vec<String> = match contract.get("dependencies") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|d| d.as_str().or_else(|| d.get("name").and_then(Value::as_str)))
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut edges = Vec::new();
+    for dep in deps {
+        let origin = yaml::locate(ctx.files, path, Some("dependencies"), &dep);
+        let targets: Vec<String> = match hosts_of.get(&dep) {
+            Some(hosts) if hosts.contains(&p.host) => vec![p.host.clone()],
+            Some(hosts) => hosts.iter().cloned().collect(),
+            None => {
+                let dir = p.dir.parent().join(&dep).map_err(Error::Internal)?;
+                if ctx.files.is_dir(&dir) {
+                    return Err(Error::repo(
+                        format!("{} depends on {dep}, which no host runs ({origin})", p.svc),
+                        Some(origin),
+                        Some(format!("place {dep} in hosts/<HOST>/services.yaml")),
+                    ));
+                }
+                // Unknown: the graph reports it with a did-you-mean over every address.
+                vec![p.host.clone()]
+            }
+        };
+        for host in targets {
+            edges.push(Edge {
+                to: address("compose", &dep, Some(&host), &origin)?,
+                kind: EdgeKind::Order,
+                origin: Some(origin.clone()),
+            });
+        }
+    }
+    Ok(edges)
+}
+
+/// Refuses a service placed on a host that lacks what its contract `requires` (a GPU, an arch).
+fn check_requires(ctx: &Ctx, p: &Placement, contract: &Value, path: &RepoPath) -> Result<(), Error> {
+    let Some(req) = contract.get("requires").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let caps_path = RepoPath::new(&ctx.topology.layout.hosts)
+        .and_then(|h| h.join(&format!("{}/capabilities.yaml", p.host)))
+        .map_err(Error::Internal)?;
+    let caps = if ctx.files.abs(&caps_path).is_file() {
+        yaml::one(ctx.files, &caps_path)?
+    } else {
+        Value::Null
+    };
+    let has_gpu = caps.get("gpu").is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false)));
+    if req.get("gpu") == Some(&Value::Bool(true)) && !has_gpu {
+        return Err(Error::repo(
+            format!("{} requires a GPU but {} has none ({caps_path})", p.svc, p.host),
+            Some(yaml::locate(ctx.files, path, Some("requires"), "gpu")),
+            Some("place it on a host whose capabilities.yaml lists a gpu".into()),
+        ));
+    }
+    if let (Some(want), Some(have)) = (req.get("arch").and_then(Value::as_str), caps.get("arch").and_then(Value::as_str)) {
+        if want != have {
+            return Err(Error::repo(
+                format!("{} requires arch {want} but {} is {have} ({caps_path})", p.svc, p.host),
+                Some(yaml::locate(ctx.files, path, Some("requires"), "arch")),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The repo files a compose project reads at run time: bind-mount sources, `env_file`s and
+//! top-level `configs`/`secrets` files. They are inputs of the node, so editing
+//! `mosquitto.conf` re-deploys mosquitto. Sources outside the project folder are allowed while
+//! they stay in the repo; anything that leaves it is refused.
+
+use hl_engine::{Error, RepoPath};
+use serde_json::Value;
+
+use crate::{secrets, yaml, Ctx};
+
+/// The input files of a merged project whose folder is `dir`.
+pub fn inputs(ctx: &Ctx, project: &Value, dir: &RepoPath, compose: &RepoPath) -> Result<Vec<RepoPath>, Error> {
+    let mut out = Vec::new();
+    let services = project.get("services").and_then(Value::as_object);
+    for svc in services.into_iter().flat_map(|m| m.values()) {
+        for vol in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(src) = bind_source(vol) {
+                add_tree(ctx, &resolve(ctx, dir, compose, &src)?, &mut out)?;
+            }
+        }
+        for env in env_files(svc.get("env_file")) {
+            if env.starts_with('/') {
+                continue; // A host path: it lives on the host, not in the repo.
+            }
+            let p = resolve(ctx, dir, compose, &env)?;
+            if ctx.files.abs(&p).is_file() {
+                secrets::check_dotenv(&ctx.files.read_str(&p)?, &p, ctx.files)?;
+                out.push(p);
+            }
+        }
+    }
+    for (section, must_be_sops) in [("configs", false), ("secrets", true)] {
+        let entries = project.get(section).and_then(Value::as_object);
+        for entry in entries.into_iter().flat_map(|m| m.values()) {
+            let Some(file) = entry.get("file").and_then(Value::as_str) else {
+                continue;
+            };
+            if file.starts_with('/') {
+                continue;
+            }
+            let p = resolve(ctx, dir, compose, file)?;
+            if !ctx.files.abs(&p).is_file() {
+                continue;
+            }
+            if must_be_sops && !yaml::text_is_sops(&ctx.files.read_str(&p)?) {
+                return Err(Error::repo(
+                    format!("compose secret file {p} is not SOPS-encrypted"),
+                    Some(yaml::locate(ctx.files, compose, Some("secrets"), file)),
+                    Some(format!("encrypt it: sops --encrypt --in-place {p}")),
+                ));
+            }
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The source of a bind mount written relative to the project (`./conf:/etc/x`, or the long
+/// form with `type: bind`); named volumes and host paths are not repo files.
+fn bind_source(vol: &Value) -> Option<String> {
+    let src = match vol {
+        Value::String(s) => {
+            let (src, _) = s.split_once(':')?;
+            src.to_string()
+        }
+        Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("bind") => {
+            m.get("source")?.as_str()?.to_string()
+        }
+        _ => return None,
+    };
+    (src.starts_with('.')).then_some(src)
+}
+
+fn env_files(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|e| e.as_str().or_else(|| e.get("path").and_then(Value::as_str)))
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn resolve(ctx: &Ctx, dir: &RepoPath, compose: &RepoPath, src: &str) -> Result<RepoPath, Error> {
+    dir.join(src).map_err(|e| {
+        Error::repo(
+            format!("{e}: `{src}` in {compose} points outside the repo"),
+            Some(yaml::locate(ctx.files, compose, None, src)),
+            Some("bind-mount only files kept in the repo (or absolute host paths such as /opt/homelab/...)".into()),
+        )
+    })
+}
+
+/// Adds a file, or every file below a folder (honouring .gitignore, so runtime data folders
+/// that are ignored stay out); a symlink that leaves the repo is refused.
+fn add_tree(ctx: &Ctx, p: &RepoPath, out: &mut Vec<RepoPath>) -> Result<(), Error> {
+    let abs = ctx.files.abs(p);
+    let meta = match std::fs::symlink_metadata(&abs) {
+        Ok(m) => m,
+        // Not in the repo: created on the host at run time (a data folder). Not an input.
+        Err(_) => return Ok(()),
+    };
+    if meta.file_type().is_symlink() {
+        ctx.files.check_inside(p)?;
+    }
+    if abs.is_file() {
+        out.push(p.clone());
+        return Ok(());
+    }
+    let walk = ignore::WalkBuilder::new(&abs)
+        .hidden(false)
+        .require_git(false)
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build();
+    for entry in walk {
+        let entry = entry.map_err(|e| Error::repo(format!("cannot walk {p}: {e}"), None, None))?;
+        let rel = entry
+            .path()
+            .strip_prefix(ctx.files.root())
+            .ok()
+            .and_then(|r| r.to_str())
+            .and_then(|r| RepoPath::new(r).ok());
+        let Some(rel) = rel else { continue };
+        let ft = entry.file_type();
+        if ft.is_some_and(|t| t.is_symlink()) {
+            ctx.files.check_inside(&rel)?;
+            if ctx.files.abs(&rel).is_file() {
+                out.push(rel);
+            }
+        } else if ft.is_some_and(|t| t.is_file()) {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! One run of the engine over a repo: find the root, load, check, hash, plan. Every command
+//! that needs a plan goes through [`Session::open`] so they all see the same data.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use hl_engine::{
+    evaluate, plan, Address, Caches, Error, Evaluation, FileSet, Graph, Plan, Registry, Selector,
+    StatCache, State,
+};
+use hl_rules::Homelab;
+
+/// Global options.
+#[derive(Debug)]
+pub struct Options {
+    /// `-C DIR`.
+    pub repo: Option<PathBuf>,
+    /// `--cache-dir`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The repo root of this run, once known (error rendering reads source lines from it).
+pub fn last_root() -> Option<&'static Path> {
+    ROOT.get().map(PathBuf::as_path)
+}
+
+/// A loaded, hashed and planned repo.
+pub struct Session {
+    /// The repo root.
+    pub root: PathBuf,
+    /// Its files.
+    pub files: FileSet,
+    /// The homelab.
+    pub lab: Homelab,
+    /// The graph.
+    pub graph: Graph,
+    /// The rules.
+    pub registry: Registry,
+    /// The recorded state.
+    pub state: State,
+    /// The cache.
+    pub caches: Caches,
+    /// Every node hashed.
+    pub eval: Evaluation,
+    /// The full plan (before selection).
+    pub plan: Plan,
+}
+
+impl Session {
+    /// Finds the repo, loads and checks it, hashes every node and computes the plan. Nothing is
+    /// written until all of that succeeded; then only the stat cache (and the content cache).
+    pub fn open(opts: &Options) -> Result<Session, Error> {
+        let start = match &opts.repo {
+            Some(p) => p.clone(),
+            None => std::env::current_dir().map_err(|e| Error::io("cannot read", ".", e))?,
+        };
+        let root = hl_rules::find_root(&start).ok_or_else(|| Error::Environment {
+            message: format!(
+                "{} is not inside a homelab repo (no inventory/topology.yaml or hl.yaml above it)",
+                start.display()
+            ),
+            help: Some("run hl in your homelab repo or pass -C DIR; docs/layout.md shows the layout".into()),
+        })?;
+        let _ = ROOT.set(root.clone());
+        let files = FileSet::new(&root)?;
+        let lab = hl_rules::load(&files)?;
+        hl_rules::check::environment_guard(&lab.topology, std::env::var("HL_ENV").ok().as_deref())?;
+        for note in &lab.notes {
+            eprintln!("note: {note}");
+        }
+        let graph = Graph::build(lab.nodes.clone())?;
+        let registry = hl_rules::registry();
+        let state = State::load(&state_path(&root))?;
+        let caches = Caches::open(&cache_dir(opts))?;
+        let stat = StatCache::load(&hl_dir(&root).join("statcache"));
+        let (eval, next_stat) = evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)?;
+        let plan = plan::compute(&graph, &registry, &eval, &state)?;
+        ensure_hl_dir(&root)?;
+        next_stat.save(&hl_dir(&root).join("statcache"))?;
+        Ok(Session {
+            root,
+            files,
+            lab,
+            graph,
+            registry,
+            state,
+            caches,
+            eval,
+            plan,
+        })
+    }
+
+    /// The plan narrowed to a selection (checked: an unknown `--target` is an error).
+    pub fn selected_plan(&self, selector: &Selector) -> Result<Plan, Error> {
+        let mut plan = self.plan.clone();
+        if selector.is_empty() {
+            return Ok(plan);
+        }
+        let mut known: Vec<&Address> = self.graph.addresses();
+        known.extend(self.state.nodes.keys());
+        selector.check_targets(&known)?;
+        let keep = selector.select(&self.graph, &self.plan, |a| {
+            self.state.get(a).map(|r| r.labels.clone()).unwrap_or_else(BTreeSet::new)
+        });
+        plan.retain(&keep);
+        Ok(plan)
+    }
+
+    /// Parses an address given on the command line, with a did-you-mean when it names no node.
+    pub fn address(&self, text: &str) -> Result<Address, Error> {
+        let addr: Address = text
+            .parse()
+            .map_err(|e: String| Error::repo(e, None, Some("addresses look like compose:mosquitto@SATURN".into())))?;
+        if self.graph.contains(&addr) || self.state.get(&addr).is_some() {
+            return Ok(addr);
+        }
+        let mut known = self.graph.addresses();
+        known.extend(self.state.nodes.keys());
+        let suggestion = hl_engine::graph::did_you_mean(&addr, known);
+        Err(Error::repo(
+            format!("no node `{addr}`"),
+            None,
+            Some(match suggestion {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "`hl graph` lists every address".into(),
+            }),
+        ))
+    }
+}
+
+/// `.hl/` at the repo root.
+pub fn hl_dir(root: &Path) -> PathBuf {
+    root.join(".hl")
+}
+
+/// `.hl/state.json`.
+pub fn state_path(root: &Path) -> PathBuf {
+    hl_dir(root).join("state.json")
+}
+
+/// Creates `.hl/` with a `.gitignore` of its own, so no repo has to remember to ignore it.
+pub fn ensure_hl_dir(root: &Path) -> Result<(), Error> {
+    let dir = hl_dir(root);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        let ignore = dir.join(".gitignore");
+        std::fs::write(&ignore, "*\n").map_err(|e| Error::io("cannot write", &ignore, e))?;
+    }
+    Ok(())
+}
+
+/// The cache folder: `--cache-dir`, `HL_CACHE_DIR`, `$XDG_CACHE_HOME/hl`, `~/.cache/hl`.
+pub fn cache_dir(opts: &Options) -> PathBuf {
+    if let Some(d) = &opts.cache_dir {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("hl");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache/hl"),
+        None => std::env::temp_dir().join("hl-cache"),
+    }
+}
