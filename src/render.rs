@@ -92,12 +92,17 @@ pub fn human(plan: &Plan) -> String {
             if s.will_build {
                 line.push_str("  (will build)");
             }
+            if let Some(Cause::NeededBy { addresses }) = s.causes.first() {
+                let n = addresses.len();
+                line.push_str(&format!("  ({n} change{} need{} it)", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" }));
+            }
             if s.destructive {
                 line.push_str("  [destructive: needs approval]");
             }
             let _ = writeln!(out, "{}", line.trim_end());
             for c in &s.causes {
-                if matches!(c, Cause::New) {
+                // A check's own line says enough; `hl check` and `--json` list who needs it.
+                if matches!(c, Cause::New | Cause::NeededBy { .. }) {
                     continue;
                 }
                 let _ = writeln!(out, "              {}", cause_line(c));
