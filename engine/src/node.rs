@@ -155,6 +155,16 @@ pub enum Requirement {
         /// The path.
         path: String,
     },
+    /// A readable credential file: the path in `env` when that variable is set, else `default`
+    /// (`~` expanded), the way talosctl, kubectl and sops find theirs.
+    Credential {
+        /// What it is, for the check's address (`talosconfig`, `kubeconfig`, `age-key`).
+        name: String,
+        /// The variable that overrides the path.
+        env: Option<String>,
+        /// The default path.
+        default: String,
+    },
     /// A host reachable over SSH.
     Reachable {
         /// Host name.

@@ -41,6 +41,7 @@ pub fn address_of(req: &Requirement) -> Result<Address, String> {
         Requirement::Env { name } => Address::new("check", &format!("env/{name}"), None),
         Requirement::File { path } => Address::new("check", &format!("file/{path}"), None),
         Requirement::Reachable { host } => Address::new("check", "ssh", Some(host)),
+        Requirement::Credential { name, .. } => Address::new("check", &format!("credential/{name}"), None),
     }
 }
 
@@ -131,6 +132,21 @@ pub fn run(node: &Node) -> Outcome {
             match std::fs::File::open(&p) {
                 Ok(_) => pass(format!("{} is readable", p.display())),
                 Err(e) => fail(format!("{} is not readable: {e}", p.display())),
+            }
+        }
+        Some(Requirement::Credential { name, env, default }) => {
+            let from_env = env.as_deref().and_then(std::env::var_os).filter(|v| !v.is_empty());
+            let (p, how) = match (&from_env, &env) {
+                (Some(v), Some(var)) => (PathBuf::from(v), format!(" (from {var})")),
+                _ => (expand_home(&default), String::new()),
+            };
+            match std::fs::File::open(&p) {
+                Ok(_) => pass(format!("{name}: {} is readable{how}", p.display())),
+                Err(e) => fail(format!(
+                    "{name}: {} is not readable{how}: {e}{}",
+                    p.display(),
+                    env.as_ref().map_or(String::new(), |v| format!("; set {v} or create it"))
+                )),
             }
         }
         Some(Requirement::Reachable { host }) => remote(node, &host, &["true"]),

@@ -132,6 +132,13 @@ struct Placement {
 pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let mut placements = from_services_files(ctx)?;
     placements.extend(from_stacks(ctx)?);
+    if placements.is_empty() {
+        ctx.note(format!(
+            "no compose services placed (no {}/<HOST>/services.yaml{}): no compose nodes",
+            ctx.topology.layout.hosts,
+            if ctx.topology.layout.stacks.is_some() { " and no stack matches layout.stacks" } else { "" }
+        ));
+    }
     let mut hosts_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for p in &placements {
         hosts_of.entry(p.svc.clone()).or_default().insert(p.host.clone());
