@@ -136,7 +136,7 @@ impl<'a> Ctx<'a> {
             let entry = entry.map_err(|e| Error::io("cannot list", &abs, e))?;
             if let Some(name) = entry.file_name().to_str() {
                 if !name.starts_with('.') {
-                    out.push(dir.join(name).map_err(|e| Error::Internal(e))?);
+                    out.push(dir.join(name).map_err(Error::Internal)?);
                 }
             }
         }

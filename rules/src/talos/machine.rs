@@ -4,7 +4,7 @@
 //! The artifact holds no secrets: certificates and tokens come from the SOPS file at converge
 //! time, so the rendered config can be hashed, cached and shown in a plan.
 
-use hl_engine::{canonical_pretty, Artifact, Error, FileSet, Origin, RepoPath};
+use hl_engine::{canonical_pretty, Artifact, Content, Digest, Error, FileSet, Origin, RepoPath};
 use serde_json::{json, Map, Value};
 
 use super::patch::MachineConfig;
@@ -26,12 +26,28 @@ const CLUSTER_FIELDS: [(&str, &str, Roles); 10] = [
     ("endpoint", "cluster/controlPlane/endpoint", Roles::All),
     ("domain", "cluster/network/dnsDomain", Roles::All),
     ("clusterPodNets", "cluster/network/podSubnets", Roles::All),
-    ("clusterSvcNets", "cluster/network/serviceSubnets", Roles::All),
+    (
+        "clusterSvcNets",
+        "cluster/network/serviceSubnets",
+        Roles::All,
+    ),
     ("cniConfig", "cluster/network/cni", Roles::All),
     ("additionalMachineCertSans", "machine/certSANs", Roles::All),
-    ("additionalApiServerCertSans", "cluster/apiServer/certSANs", Roles::ControlPlane),
-    ("allowSchedulingOnMasters", "cluster/allowSchedulingOnControlPlanes", Roles::ControlPlane),
-    ("allowSchedulingOnControlPlanes", "cluster/allowSchedulingOnControlPlanes", Roles::ControlPlane),
+    (
+        "additionalApiServerCertSans",
+        "cluster/apiServer/certSANs",
+        Roles::ControlPlane,
+    ),
+    (
+        "allowSchedulingOnMasters",
+        "cluster/allowSchedulingOnControlPlanes",
+        Roles::ControlPlane,
+    ),
+    (
+        "allowSchedulingOnControlPlanes",
+        "cluster/allowSchedulingOnControlPlanes",
+        Roles::ControlPlane,
+    ),
 ];
 
 /// talhelper node field -> machine config path.
@@ -51,11 +67,31 @@ const NODE_FIELDS: [(&str, &str); 11] = [
 
 /// Kubernetes component images, set from `kubernetesVersion`, and which roles run them.
 const K8S_IMAGES: [(&str, &str, Roles); 5] = [
-    ("machine/kubelet/image", "ghcr.io/siderolabs/kubelet", Roles::All),
-    ("cluster/proxy/image", "registry.k8s.io/kube-proxy", Roles::All),
-    ("cluster/apiServer/image", "registry.k8s.io/kube-apiserver", Roles::ControlPlane),
-    ("cluster/controllerManager/image", "registry.k8s.io/kube-controller-manager", Roles::ControlPlane),
-    ("cluster/scheduler/image", "registry.k8s.io/kube-scheduler", Roles::ControlPlane),
+    (
+        "machine/kubelet/image",
+        "ghcr.io/siderolabs/kubelet",
+        Roles::All,
+    ),
+    (
+        "cluster/proxy/image",
+        "registry.k8s.io/kube-proxy",
+        Roles::All,
+    ),
+    (
+        "cluster/apiServer/image",
+        "registry.k8s.io/kube-apiserver",
+        Roles::ControlPlane,
+    ),
+    (
+        "cluster/controllerManager/image",
+        "registry.k8s.io/kube-controller-manager",
+        Roles::ControlPlane,
+    ),
+    (
+        "cluster/scheduler/image",
+        "registry.k8s.io/kube-scheduler",
+        Roles::ControlPlane,
+    ),
 ];
 
 /// Sets `value` at a `/`-separated path, creating maps on the way (a non-map is replaced).
@@ -84,10 +120,17 @@ pub fn base(params: &Value) -> Value {
         "machine": {"type": params["role"].clone(), "install": {"wipe": false}},
     });
     if !params["installDisk"].is_null() {
-        set(&mut doc, "machine/install/disk", params["installDisk"].clone());
+        set(
+            &mut doc,
+            "machine/install/disk",
+            params["installDisk"].clone(),
+        );
     }
     for (field, path, roles) in CLUSTER_FIELDS {
-        if let Some(v) = cluster.get(field).filter(|v| !v.is_null() && applies(roles)) {
+        if let Some(v) = cluster
+            .get(field)
+            .filter(|v| !v.is_null() && applies(roles))
+        {
             set(&mut doc, path, v.clone());
         }
     }
@@ -103,7 +146,11 @@ pub fn base(params: &Value) -> Value {
             }
         }
     }
-    set(&mut doc, "machine/install/image", json!(installer(cluster, node)));
+    set(
+        &mut doc,
+        "machine/install/image",
+        json!(installer(cluster, node)),
+    );
     doc
 }
 
@@ -119,27 +166,81 @@ fn installer(cluster: &Value, node: &Value) -> String {
     }
 }
 
+/// A node's rendered config, and the SOPS-encrypted patches that converge decrypts and applies
+/// last (named here by their ciphertext digest: a decrypted value never enters an artifact).
+#[derive(Debug)]
+pub struct Rendered {
+    /// The config with every plaintext patch applied.
+    pub config: MachineConfig,
+    /// `{"file", "ciphertext"}` per encrypted patch, in order.
+    pub sealed: Vec<Value>,
+}
+
 /// Renders the node's machine config: base document, then each patch in order. Patch files are
 /// read through `files`, so each is read once per run however many nodes use it.
-pub fn render(params: &Value, files: &FileSet, origin: &Origin) -> Result<MachineConfig, Error> {
-    let mut config = MachineConfig::new(base(params));
+pub fn render(params: &Value, files: &FileSet, origin: &Origin) -> Result<Rendered, Error> {
+    let mut out = Rendered {
+        config: MachineConfig::new(base(params)),
+        sealed: Vec::new(),
+    };
     let patches = params["patches"].as_array().map_or(&[][..], Vec::as_slice);
     for (i, patch) in patches.iter().enumerate() {
         if let Some(file) = patch.get("file").and_then(Value::as_str) {
-            let path = RepoPath::new(file)
-                .map_err(|e| Error::Internal(format!("talos patch path `{file}` was accepted at discovery: {e}")))?;
-            for (n, doc) in yaml::docs(files, &path)?.iter().enumerate() {
-                config.apply(doc).map_err(|e| {
-                    refuse(format!("cannot apply patch {path} (document {}): {e}", n + 1), Origin::file(path.clone()))
-                })?;
+            let path = RepoPath::new(file).map_err(|e| {
+                Error::Internal(format!(
+                    "talos patch path `{file}` was accepted at discovery: {e}"
+                ))
+            })?;
+            if patch["sops"] == true {
+                out.sealed.push(seal(files, &path)?);
+            } else {
+                apply_file(&mut out.config, files, &path)?;
             }
         } else if let Some(doc) = patch.get("inline") {
-            config
-                .apply(doc)
-                .map_err(|e| refuse(format!("cannot apply inline patch {} of {origin}: {e}", i + 1), origin.clone()))?;
+            out.config.apply(doc).map_err(|e| {
+                refuse(
+                    format!("cannot apply inline patch {} of {origin}: {e}", i + 1),
+                    origin.clone(),
+                )
+            })?;
         }
     }
-    Ok(config)
+    Ok(out)
+}
+
+/// Applies every document of a plaintext patch file.
+fn apply_file(config: &mut MachineConfig, files: &FileSet, path: &RepoPath) -> Result<(), Error> {
+    for (n, doc) in yaml::docs(files, path)?.iter().enumerate() {
+        if yaml::is_sops(doc) {
+            return Err(Error::repo(
+                format!("patch {path} is SOPS-encrypted but not named so"),
+                Some(Origin::file(path.clone())),
+                Some("rename it to *.sops.yaml (and the reference with it) so hl leaves it to sops at apply time".into()),
+            ));
+        }
+        config.apply(doc).map_err(|e| {
+            refuse(
+                format!("cannot apply patch {path} (document {}): {e}", n + 1),
+                Origin::file(path.clone()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// An encrypted patch as the artifact names it; one named `.sops.` that is not encrypted is
+/// refused, since it would be applied as plaintext nobody meant to commit.
+fn seal(files: &FileSet, path: &RepoPath) -> Result<Value, Error> {
+    let docs = yaml::docs(files, path)?;
+    if docs.is_empty() || !docs.iter().all(yaml::is_sops) {
+        return Err(Error::repo(
+            format!("plaintext Talos patch in {path}; encrypt it with sops"),
+            Some(Origin::file(path.clone())),
+            Some(format!("run `sops --encrypt --in-place {path}`, or drop `.sops.` from its name if it holds no secret")),
+        ));
+    }
+    let ciphertext = Digest::<Content>::of(&files.read(path)?);
+    Ok(json!({"file": path.as_str(), "ciphertext": ciphertext.hex()}))
 }
 
 fn refuse(message: String, origin: Origin) -> Error {
@@ -150,25 +251,43 @@ fn refuse(message: String, origin: Origin) -> Error {
     )
 }
 
-/// The artifact: `machineconfig.json` (the v1alpha1 document) and one file per typed document
-/// under `documents/`, each canonical JSON, so comments and key order never change the digest.
-pub fn artifact(config: &MachineConfig) -> Artifact {
+/// The artifact: `machineconfig.json` (the v1alpha1 document), one file per typed document
+/// under `documents/`, and `sops-patches.json` when there are encrypted patches; each canonical
+/// JSON, so comments and key order never change the digest.
+pub fn artifact(rendered: &Rendered) -> Artifact {
+    let config = &rendered.config;
     let mut artifact = Artifact::single("machineconfig.json", canonical_pretty(&config.main));
     for (i, doc) in config.extra.iter().enumerate() {
-        let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let name = match text("name") {
-            n if n.is_empty() => text("kind"),
-            n => format!("{}-{n}", text("kind")),
-        };
-        let safe: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-            .collect();
+        let name = format!("documents/{:02}-{}.json", i + 1, document_name(doc));
         artifact
             .files
-            .insert(format!("documents/{:02}-{safe}.json", i + 1), canonical_pretty(doc).into_bytes());
+            .insert(name, canonical_pretty(doc).into_bytes());
+    }
+    if !rendered.sealed.is_empty() {
+        let sealed = canonical_pretty(&Value::Array(rendered.sealed.clone()));
+        artifact
+            .files
+            .insert("sops-patches.json".into(), sealed.into_bytes());
     }
     artifact
+}
+
+/// `Kind[-name]` of a typed document, safe as a file name.
+fn document_name(doc: &Value) -> String {
+    let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let name = match text("name") {
+        n if n.is_empty() => text("kind"),
+        n => format!("{}-{n}", text("kind")),
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,17 +309,32 @@ mod tests {
         let cp = base(&params("controlplane"));
         assert_eq!(cp["machine"]["type"], "controlplane");
         assert_eq!(cp["machine"]["install"]["disk"], "/dev/sda");
-        assert_eq!(cp["machine"]["install"]["image"], "ghcr.io/siderolabs/installer:v1.8.3");
+        assert_eq!(
+            cp["machine"]["install"]["image"],
+            "ghcr.io/siderolabs/installer:v1.8.3"
+        );
         assert_eq!(cp["machine"]["network"]["hostname"], "n1");
         assert_eq!(cp["machine"]["network"]["nameservers"], json!(["1.1.1.1"]));
-        assert_eq!(cp["machine"]["kubelet"]["image"], "ghcr.io/siderolabs/kubelet:v1.31.2");
+        assert_eq!(
+            cp["machine"]["kubelet"]["image"],
+            "ghcr.io/siderolabs/kubelet:v1.31.2"
+        );
         assert_eq!(cp["cluster"]["clusterName"], "home");
-        assert_eq!(cp["cluster"]["controlPlane"]["endpoint"], "https://10.0.0.10:6443");
-        assert_eq!(cp["cluster"]["apiServer"]["image"], "registry.k8s.io/kube-apiserver:v1.31.2");
+        assert_eq!(
+            cp["cluster"]["controlPlane"]["endpoint"],
+            "https://10.0.0.10:6443"
+        );
+        assert_eq!(
+            cp["cluster"]["apiServer"]["image"],
+            "registry.k8s.io/kube-apiserver:v1.31.2"
+        );
         assert_eq!(cp["cluster"]["apiServer"]["certSANs"], json!(["k8s.lan"]));
         let worker = base(&params("worker"));
         assert_eq!(worker["machine"]["type"], "worker");
         assert!(worker["cluster"].get("apiServer").is_none(), "{worker}");
-        assert_eq!(worker["cluster"]["controlPlane"]["endpoint"], "https://10.0.0.10:6443");
+        assert_eq!(
+            worker["cluster"]["controlPlane"]["endpoint"],
+            "https://10.0.0.10:6443"
+        );
     }
 }

@@ -25,7 +25,10 @@ const REPLACED: [&str; 3] = [
 /// Lists merged element by element: an element of the patch merges into the element of the
 /// config that has an equal value for any of the keys, and is appended otherwise.
 const KEYED: [(&str, &[&str]); 4] = [
-    ("machine.network.interfaces", &["interface", "deviceSelector"]),
+    (
+        "machine.network.interfaces",
+        &["interface", "deviceSelector"],
+    ),
     ("machine.network.interfaces.vlans", &["vlanId"]),
     ("cluster.apiServer.admissionControl", &["name"]),
     // ExtensionServiceConfig documents.
@@ -56,8 +59,12 @@ fn classify(doc: &Value) -> Result<PatchKind<'_>, String> {
     match doc {
         Value::Object(m) => Ok(PatchKind::Merge(m)),
         Value::Array(ops) if ops.iter().all(|o| o.get("op").is_some()) => Ok(PatchKind::Json(ops)),
-        Value::Array(_) => Err("a patch that is a list must hold JSON patch operations (`op`, `path`, `value`)".into()),
-        _ => Err("a patch must be a mapping (strategic merge) or a list of JSON patch operations".into()),
+        Value::Array(_) => Err(
+            "a patch that is a list must hold JSON patch operations (`op`, `path`, `value`)".into(),
+        ),
+        _ => Err(
+            "a patch must be a mapping (strategic merge) or a list of JSON patch operations".into(),
+        ),
     }
 }
 
@@ -70,7 +77,10 @@ pub fn check(doc: &Value) -> Result<(), String> {
 impl MachineConfig {
     /// A config of one v1alpha1 document.
     pub fn new(main: Value) -> MachineConfig {
-        MachineConfig { main, extra: Vec::new() }
+        MachineConfig {
+            main,
+            extra: Vec::new(),
+        }
     }
 
     /// Applies one patch document.
@@ -192,7 +202,12 @@ fn clean(v: &Value) -> Value {
                 .map(|(k, v)| (k.clone(), clean(v)))
                 .collect(),
         ),
-        Value::Array(a) => Value::Array(a.iter().filter(|v| !is_delete_value(v)).map(clean).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|v| !is_delete_value(v))
+                .map(clean)
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -206,9 +221,16 @@ fn json6902(doc: &mut Value, ops: &[Value]) -> Result<(), String> {
 }
 
 fn apply_op(doc: &mut Value, op: &Value) -> Result<(), String> {
-    let name = op.get("op").and_then(Value::as_str).ok_or("`op` must be a string")?;
+    let name = op
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or("`op` must be a string")?;
     let path = field_str(op, "path")?;
-    let value = || op.get("value").cloned().ok_or_else(|| format!("`{name}` needs a `value`"));
+    let value = || {
+        op.get("value")
+            .cloned()
+            .ok_or_else(|| format!("`{name}` needs a `value`"))
+    };
     match name {
         "add" => add(doc, path, value()?),
         "remove" => remove(doc, path).map(drop),
@@ -226,7 +248,9 @@ fn apply_op(doc: &mut Value, op: &Value) -> Result<(), String> {
             add(doc, path, copied)
         }
         "test" if lookup(doc, path)? == &value()? => Ok(()),
-        "test" => Err(format!("test failed: `{path}` does not hold the given value")),
+        "test" => Err(format!(
+            "test failed: `{path}` does not hold the given value"
+        )),
         other => Err(format!(
             "unknown op `{other}`: expected add, remove, replace, move, copy or test"
         )),
@@ -247,7 +271,10 @@ fn tokens(pointer: &str) -> Result<Vec<String>, String> {
     let rest = pointer
         .strip_prefix('/')
         .ok_or_else(|| format!("`{pointer}` is not a JSON pointer: it must start with `/`"))?;
-    Ok(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn step<'a>(v: &'a Value, t: &str) -> Option<&'a Value> {
@@ -276,9 +303,9 @@ fn lookup<'a>(doc: &'a Value, pointer: &str) -> Result<&'a Value, String> {
 /// The container holding the last token of `pointer`, and that token.
 fn parent_mut<'a>(doc: &'a mut Value, pointer: &str) -> Result<(&'a mut Value, String), String> {
     let mut ts = tokens(pointer)?;
-    let last = ts
-        .pop()
-        .ok_or_else(|| "the whole document cannot be the target; name a path below it".to_string())?;
+    let last = ts.pop().ok_or_else(|| {
+        "the whole document cannot be the target; name a path below it".to_string()
+    })?;
     let parent = ts
         .iter()
         .try_fold(doc, |v, t| step_mut(v, t))
@@ -302,9 +329,14 @@ fn add(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
                 a.insert(i, value);
                 Ok(())
             }
-            _ => Err(format!("`{pointer}`: index out of range (the list has {} items)", a.len())),
+            _ => Err(format!(
+                "`{pointer}`: index out of range (the list has {} items)",
+                a.len()
+            )),
         },
-        _ => Err(format!("the parent of `{pointer}` is not a mapping or a list")),
+        _ => Err(format!(
+            "the parent of `{pointer}` is not a mapping or a list"
+        )),
     }
 }
 
@@ -476,12 +508,24 @@ mod tests {
     fn malformed_patches_are_refused() {
         for (patch, want) in [
             (json!("machine: {}"), "a patch must be a mapping"),
-            (json!([{"path": "/x"}]), "a patch that is a list must hold JSON patch operations"),
-            (json!([{"op": "frobnicate", "path": "/x"}]), "unknown op `frobnicate`"),
-            (json!([{"op": "add", "path": "x", "value": 1}]), "is not a JSON pointer"),
-            (json!({"$patch": "delete"}), "cannot remove the v1alpha1 document"),
+            (
+                json!([{"path": "/x"}]),
+                "a patch that is a list must hold JSON patch operations",
+            ),
+            (
+                json!([{"op": "frobnicate", "path": "/x"}]),
+                "unknown op `frobnicate`",
+            ),
+            (
+                json!([{"op": "add", "path": "x", "value": 1}]),
+                "is not a JSON pointer",
+            ),
+            (
+                json!({"$patch": "delete"}),
+                "cannot remove the v1alpha1 document",
+            ),
         ] {
-            let err = patched(json!({}), &[patch.clone()]).unwrap_err();
+            let err = patched(json!({}), std::slice::from_ref(&patch)).unwrap_err();
             assert!(err.contains(want), "{patch}: {err}");
         }
     }

@@ -30,7 +30,12 @@ const SECRETS: [&str; 6] = [
 
 /// talhelper's `${VAR}` substitution files: they change what talhelper renders, so they are
 /// inputs; plaintext is allowed except under a `.sops.` name.
-const TALENV: [&str; 4] = ["talenv.sops.yaml", "talenv.sops.yml", "talenv.yaml", "talenv.yml"];
+const TALENV: [&str; 4] = [
+    "talenv.sops.yaml",
+    "talenv.sops.yml",
+    "talenv.yaml",
+    "talenv.yml",
+];
 
 /// Top-level keys that are not cluster fields: each is handled on its own.
 const NOT_CLUSTER: [&str; 4] = ["nodes", "patches", "controlPlane", "worker"];
@@ -72,7 +77,10 @@ struct Cluster {
 pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let dir = ctx.layout_path(&ctx.topology.layout.talos, "talos")?;
     let Some(path) = find_talconfig(ctx, &dir)? else {
-        ctx.note(format!("no Talos config at {}: L3 has no nodes", join(&dir, TALCONFIG[0])?));
+        ctx.note(format!(
+            "no Talos config at {}: L3 has no nodes",
+            join(&dir, TALCONFIG[0])?
+        ));
         return Ok(Vec::new());
     };
     let top = match yaml::one(ctx.files, &path)? {
@@ -85,7 +93,9 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
             return Err(Error::repo(
                 format!("{path} must be a mapping of cluster fields and `nodes`"),
                 Some(Origin::file(path.clone())),
-                Some("see talhelper's talconfig reference: clusterName, endpoint, nodes ...".into()),
+                Some(
+                    "see talhelper's talconfig reference: clusterName, endpoint, nodes ...".into(),
+                ),
             ))
         }
     };
@@ -104,7 +114,11 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
         }
     };
     let cluster = Cluster::load(ctx, path, &dir, &top)?;
-    entries.iter().enumerate().map(|(i, e)| cluster.node(ctx, i, e)).collect()
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| cluster.node(ctx, i, e))
+        .collect()
 }
 
 fn join(dir: &RepoPath, name: &str) -> Result<RepoPath, Error> {
@@ -122,13 +136,24 @@ fn find_talconfig(ctx: &Ctx, dir: &RepoPath) -> Result<Option<RepoPath>, Error> 
 }
 
 impl Cluster {
-    fn load(ctx: &Ctx, path: RepoPath, dir: &RepoPath, top: &Map<String, Value>) -> Result<Cluster, Error> {
+    fn load(
+        ctx: &Ctx,
+        path: RepoPath,
+        dir: &RepoPath,
+        top: &Map<String, Value>,
+    ) -> Result<Cluster, Error> {
         let fields = top
             .iter()
             .filter(|(k, _)| !NOT_CLUSTER.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let global = patch_refs(ctx, &path, top.get("patches"), "the global patches", "patches:")?;
+        let global = patch_refs(
+            ctx,
+            &path,
+            top.get("patches"),
+            "the global patches",
+            "patches:",
+        )?;
         let controlplane = role_section(ctx, &path, top.get("controlPlane"), "controlPlane")?;
         let worker = role_section(ctx, &path, top.get("worker"), "worker")?;
         let (inputs, sops) = cluster_inputs(ctx, dir)?;
@@ -149,15 +174,33 @@ impl Cluster {
             return Err(Error::repo(
                 format!("node {} of {} must be a mapping", index + 1, self.path),
                 Some(yaml::locate(ctx.files, &self.path, None, "nodes:")),
-                Some("each node is `- hostname: ...` with ipAddress, controlPlane, installDisk".into()),
+                Some(
+                    "each node is `- hostname: ...` with ipAddress, controlPlane, installDisk"
+                        .into(),
+                ),
             ));
         };
         let hostname = hostname(ctx, &self.path, index, entry)?;
         let origin = locate_hostname(ctx, &self.path, hostname);
         let role = role(entry, hostname, &origin)?;
-        let section = if role == "controlplane" { &self.controlplane } else { &self.worker };
-        let own = patch_refs(ctx, &self.path, entry.get("patches"), &format!("node {hostname}"), hostname)?;
-        let patches: Vec<&PatchRef> = self.global.iter().chain(&section.patches).chain(&own).collect();
+        let section = if role == "controlplane" {
+            &self.controlplane
+        } else {
+            &self.worker
+        };
+        let own = patch_refs(
+            ctx,
+            &self.path,
+            entry.get("patches"),
+            &format!("node {hostname}"),
+            hostname,
+        )?;
+        let patches: Vec<&PatchRef> = self
+            .global
+            .iter()
+            .chain(&section.patches)
+            .chain(&own)
+            .collect();
         // talhelper: the role section's node fields are defaults the node entry overrides.
         let mut node: Map<String, Value> = section.defaults.clone();
         node.extend(entry.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -169,7 +212,7 @@ impl Cluster {
             "role": role,
             "installDisk": install_disk,
             "patches": patches.iter().map(|p| p.param.clone()).collect::<Vec<_>>(),
-            "secrets": self.sops.iter().map(RepoPath::as_str).collect::<Vec<_>>(),
+            "secrets": self.secrets(&patches),
         });
         let mut files: Vec<RepoPath> = patches.iter().filter_map(|p| p.file.clone()).collect();
         files.extend(self.inputs.iter().cloned());
@@ -184,6 +227,16 @@ impl Cluster {
             labels: labels(ctx, hostname),
             origin,
         })
+    }
+
+    /// The SOPS files a node's converge decrypts: the cluster's, and its encrypted patches.
+    fn secrets(&self, patches: &[&PatchRef]) -> Vec<String> {
+        let encrypted = patches.iter().filter(|p| p.param["sops"] == true);
+        let mut secrets: Vec<String> = self.sops.iter().map(|p| p.as_str().to_string()).collect();
+        secrets.extend(encrypted.filter_map(|p| p.param["file"].as_str().map(str::to_string)));
+        secrets.sort();
+        secrets.dedup();
+        secrets
     }
 
     /// The VM this node runs as, when a VM host has its name (case-insensitively).
@@ -202,13 +255,23 @@ impl Cluster {
 /// The hostname, and the inventory host of that name with its tags when there is one.
 fn labels(ctx: &Ctx, hostname: &str) -> BTreeSet<String> {
     let mut labels = BTreeSet::from([hostname.to_string()]);
-    if let Some(host) = ctx.topology.hosts.keys().find(|h| h.eq_ignore_ascii_case(hostname)) {
+    if let Some(host) = ctx
+        .topology
+        .hosts
+        .keys()
+        .find(|h| h.eq_ignore_ascii_case(hostname))
+    {
         labels.extend(ctx.host_labels(host));
     }
     labels
 }
 
-fn hostname<'a>(ctx: &Ctx, path: &RepoPath, index: usize, entry: &'a Map<String, Value>) -> Result<&'a str, Error> {
+fn hostname<'a>(
+    ctx: &Ctx,
+    path: &RepoPath,
+    index: usize,
+    entry: &'a Map<String, Value>,
+) -> Result<&'a str, Error> {
     entry
         .get("hostname")
         .and_then(Value::as_str)
@@ -218,14 +281,22 @@ fn hostname<'a>(ctx: &Ctx, path: &RepoPath, index: usize, entry: &'a Map<String,
             Error::repo(
                 format!("node {} of {path} has no `hostname`", index + 1),
                 Some(yaml::locate(ctx.files, path, None, "nodes:")),
-                Some("give every entry of `nodes` a hostname: it names the node, talos:<hostname>".into()),
+                Some(
+                    "give every entry of `nodes` a hostname: it names the node, talos:<hostname>"
+                        .into(),
+                ),
             )
         })
 }
 
 /// The line of the node's `hostname:` (YAML values carry no positions, so it is searched for).
 fn locate_hostname(ctx: &Ctx, path: &RepoPath, hostname: &str) -> Origin {
-    let exact = yaml::locate(ctx.files, path, Some("nodes:"), &format!("hostname: {hostname}"));
+    let exact = yaml::locate(
+        ctx.files,
+        path,
+        Some("nodes:"),
+        &format!("hostname: {hostname}"),
+    );
     if exact.line > 0 {
         exact
     } else {
@@ -234,7 +305,11 @@ fn locate_hostname(ctx: &Ctx, path: &RepoPath, hostname: &str) -> Origin {
 }
 
 /// `controlplane` or `worker`, from `controlPlane:` (absent is a worker, as in talhelper).
-fn role(entry: &Map<String, Value>, hostname: &str, origin: &Origin) -> Result<&'static str, Error> {
+fn role(
+    entry: &Map<String, Value>,
+    hostname: &str,
+    origin: &Origin,
+) -> Result<&'static str, Error> {
     let controlplane = match entry.get("controlPlane") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -242,43 +317,77 @@ fn role(entry: &Map<String, Value>, hostname: &str, origin: &Origin) -> Result<&
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
         Some(other) => {
             return Err(Error::repo(
-                format!("`controlPlane` of node {hostname} ({origin}) must be true or false, not {other}"),
+                format!(
+                "`controlPlane` of node {hostname} ({origin}) must be true or false, not {other}"
+            ),
                 Some(origin.clone()),
-                Some("write `controlPlane: true` for a control-plane node, `false` for a worker".into()),
+                Some(
+                    "write `controlPlane: true` for a control-plane node, `false` for a worker"
+                        .into(),
+                ),
             ))
         }
     };
-    Ok(if controlplane { "controlplane" } else { "worker" })
+    Ok(if controlplane {
+        "controlplane"
+    } else {
+        "worker"
+    })
 }
 
-fn role_section(ctx: &Ctx, path: &RepoPath, section: Option<&Value>, name: &str) -> Result<RoleSection, Error> {
+fn role_section(
+    ctx: &Ctx,
+    path: &RepoPath,
+    section: Option<&Value>,
+    name: &str,
+) -> Result<RoleSection, Error> {
     match section {
         None | Some(Value::Null) => Ok(RoleSection::default()),
         Some(Value::Object(m)) => Ok(RoleSection {
-            defaults: m.iter().filter(|(k, _)| *k != "patches").map(|(k, v)| (k.clone(), v.clone())).collect(),
-            patches: patch_refs(ctx, path, m.get("patches"), &format!("{name}.patches"), &format!("{name}:"))?,
+            defaults: m
+                .iter()
+                .filter(|(k, _)| *k != "patches")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            patches: patch_refs(
+                ctx,
+                path,
+                m.get("patches"),
+                &format!("{name}.patches"),
+                &format!("{name}:"),
+            )?,
         }),
         Some(_) => Err(Error::repo(
             format!("`{name}` in {path} must be a mapping"),
             Some(yaml::locate(ctx.files, path, None, &format!("{name}:"))),
-            Some(format!("write `{name}:` with `patches:` (and node defaults) below it")),
+            Some(format!(
+                "write `{name}:` with `patches:` (and node defaults) below it"
+            )),
         )),
     }
 }
 
 /// Resolves a `patches:` list written after the line holding `anchor`.
-fn patch_refs(ctx: &Ctx, path: &RepoPath, list: Option<&Value>, what: &str, anchor: &str) -> Result<Vec<PatchRef>, Error> {
-    let items = match list {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(Error::repo(
+fn patch_refs(
+    ctx: &Ctx,
+    path: &RepoPath,
+    list: Option<&Value>,
+    what: &str,
+    anchor: &str,
+) -> Result<Vec<PatchRef>, Error> {
+    let items =
+        match list {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(Error::repo(
                 format!("{what} in {path} must be a list"),
                 Some(yaml::locate(ctx.files, path, Some(anchor), "patches:")),
-                Some("write `patches:` as a list of \"@./file.yaml\" references or inline patches".into()),
-            ))
-        }
-    };
+                Some(
+                    "write `patches:` as a list of \"@./file.yaml\" references or inline patches"
+                        .into(),
+                ),
+            )),
+        };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match item {
@@ -315,20 +424,42 @@ fn file_ref(ctx: &Ctx, path: &RepoPath, reference: &str, anchor: &str) -> Result
         return Err(Error::repo(
             format!("patch file {file} does not exist (referenced at {origin})"),
             Some(origin),
-            Some("create the file, or fix the reference: it is relative to the talconfig folder".into()),
+            Some(
+                "create the file, or fix the reference: it is relative to the talconfig folder"
+                    .into(),
+            ),
         ));
     }
-    ctx.files.check_inside(&file).map_err(|e| referenced_at(e, &origin))?;
+    ctx.files
+        .check_inside(&file)
+        .map_err(|e| referenced_at(e, &origin))?;
+    // Decided by name, not content, so discovery reads no patch file (a no-op plan hashes
+    // nothing); realize checks that the content agrees.
+    let param = if is_sops_name(file.file_name()) {
+        json!({"file": file.as_str(), "sops": true})
+    } else {
+        json!({"file": file.as_str()})
+    };
     Ok(PatchRef {
-        param: json!({"file": file.as_str()}),
+        param,
         file: Some(file),
     })
+}
+
+/// Whether a file is named as SOPS-encrypted (`x.sops.yaml`), the convention of `.sops.yaml`
+/// creation rules.
+fn is_sops_name(name: &str) -> bool {
+    name.contains(".sops.")
 }
 
 /// Places an unlocated repo error at the reference that led to it.
 fn referenced_at(e: Error, origin: &Origin) -> Error {
     match e {
-        Error::Repo { message, origin: None, help } => Error::Repo {
+        Error::Repo {
+            message,
+            origin: None,
+            help,
+        } => Error::Repo {
             message: format!("{message} (referenced at {origin})"),
             origin: Some(origin.clone()),
             help,
@@ -338,8 +469,18 @@ fn referenced_at(e: Error, origin: &Origin) -> Error {
 }
 
 /// An inline patch written as a YAML string (talhelper's form): each document is one patch.
-fn inline_text(ctx: &Ctx, path: &RepoPath, text: &str, what: &str, anchor: &str) -> Result<Vec<PatchRef>, Error> {
-    let first_line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(anchor);
+fn inline_text(
+    ctx: &Ctx,
+    path: &RepoPath,
+    text: &str,
+    what: &str,
+    anchor: &str,
+) -> Result<Vec<PatchRef>, Error> {
+    let first_line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(anchor);
     let origin = yaml::locate(ctx.files, path, Some(anchor), first_line);
     let mut out = Vec::new();
     for de in serde_yaml_ng::Deserializer::from_str(text) {
@@ -364,7 +505,10 @@ fn inline(doc: Value, what: &str, origin: &Origin) -> Result<PatchRef, Error> {
         Error::repo(
             format!("{what} ({origin}): {e}"),
             Some(origin.clone()),
-            Some("write a partial machine config (strategic merge) or a list of `{op, path, value}`".into()),
+            Some(
+                "write a partial machine config (strategic merge) or a list of `{op, path, value}`"
+                    .into(),
+            ),
         )
     })?;
     Ok(PatchRef {
@@ -386,7 +530,7 @@ fn cluster_inputs(ctx: &Ctx, dir: &RepoPath) -> Result<(Vec<RepoPath>, Vec<RepoP
         ctx.files.check_inside(&file)?;
         let docs = yaml::docs(ctx.files, &file)?;
         let encrypted = !docs.is_empty() && docs.iter().all(yaml::is_sops);
-        if !encrypted && (SECRETS.contains(name) || name.contains(".sops.")) {
+        if !encrypted && (SECRETS.contains(name) || is_sops_name(name)) {
             return Err(Error::repo(
                 format!("plaintext Talos secrets in {file}; encrypt it with sops"),
                 Some(Origin::file(file.clone())),
@@ -414,6 +558,10 @@ fn vm_hosts(ctx: &Ctx) -> Result<Vec<String>, Error> {
     }
     Ok(names
         .into_iter()
-        .filter(|n| hosts.join(&format!("{n}/machine.yaml")).is_ok_and(|m| ctx.files.abs(&m).is_file()))
+        .filter(|n| {
+            hosts
+                .join(&format!("{n}/machine.yaml"))
+                .is_ok_and(|m| ctx.files.abs(&m).is_file())
+        })
         .collect())
 }
