@@ -46,21 +46,27 @@ impl Rule for ComposeRule {
     fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
         let p: Params = serde_json::from_value(node.params.clone())
             .map_err(|e| Error::Internal(format!("{}: bad params: {e}", node.address)))?;
+        // The release as it lands on the host: the merged project as `compose.yaml` (JSON is
+        // YAML), and every other input at its path relative to the service folder, so the
+        // project's relative bind mounts resolve inside the release exactly as in the repo.
         let mut art = Artifact::default();
         let project = project(ctx.files, &p)?;
-        art.files.insert("compose.json".into(), canonical_pretty(&project).into_bytes());
+        art.files.insert("compose.yaml".into(), canonical_pretty(&project).into_bytes());
         let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
         for f in &node.files {
-            if Some(f.as_str()) == Some(p.compose.as_str()) || p.override_file.as_deref() == Some(f.as_str()) {
+            if f.as_str() == p.compose || p.override_file.as_deref() == Some(f.as_str()) {
                 continue;
             }
-            let bytes = ctx.files.read(f)?;
-            let name = f.as_str().strip_prefix(&format!("{}/", dir.as_str())).unwrap_or(f.as_str());
+            let name = match f.as_str().strip_prefix(&format!("{}/", dir.as_str())) {
+                Some(rel) => rel.to_string(),
+                None => format!("_repo/{f}"),
+            };
             if name == "service.yaml" {
+                // Canonical, so a comment in the contract does not redeploy the service.
                 let contract = yaml::one(ctx.files, f)?;
-                art.files.insert("service.json".into(), canonical_pretty(&contract).into_bytes());
+                art.files.insert("hl-service.json".into(), canonical_pretty(&contract).into_bytes());
             } else {
-                art.files.insert(format!("files/{name}"), bytes.to_vec());
+                art.files.insert(name, ctx.files.read(f)?.to_vec());
             }
         }
         Ok(art)
