@@ -20,7 +20,7 @@ pub fn report(err: &Error) {
     })
     .with_context_lines(1);
     let mut out = String::new();
-    let source = err.origin().and_then(|o| {
+    let source = err.origin().filter(|_| err.quotable()).and_then(|o| {
         let root = crate::session::last_root()?;
         let text = std::fs::read_to_string(root.join(o.path.as_str())).ok()?;
         let offset = offset_of(&text, o.line, o.col)?;
@@ -37,6 +37,9 @@ pub fn report(err: &Error) {
     };
     if rendered.is_err() || out.is_empty() {
         out = format!("error: {err}\n");
+    }
+    if let (false, Some(o)) = (err.quotable(), err.origin()) {
+        out.push_str(&format!("  at {o} (the line is not shown: it holds a secret)\n"));
     }
     eprint!("{out}");
     if err.class() == Class::Internal {

@@ -43,7 +43,10 @@ pub fn cause_line(c: &Cause) -> String {
         }),
         Cause::Param { key, old, new } => format!("parameter {key}: {} -> {}", short(old), short(new)),
         Cause::Dependency { address, .. } => format!("dependency {address} changed its output"),
-        Cause::Placement { address, action } => format!("runs on {address}, which is {}d", action.word().trim_end_matches('e')),
+        Cause::Placement { address, action } => format!(
+            "runs on {address}, which is {}",
+            if *action == Action::Create { "being created" } else { "being replaced" }
+        ),
         Cause::RuleVersion { old, new } => format!("rule version {old} -> {new}"),
         Cause::OutputIdentical => "input changed, output identical: nothing to do".into(),
         Cause::ForcesReplacement { what } => format!("{what} cannot change in place: forces replacement"),

@@ -31,6 +31,17 @@ pub enum Error {
         /// How to fix it.
         help: Option<String>,
     },
+    /// A secret in plaintext where only a SOPS file may be. Rendered without quoting the
+    /// offending line, so the secret never reaches a terminal or a CI log.
+    #[error("{message}")]
+    Secret {
+        /// What is wrong (never the value).
+        message: String,
+        /// Where.
+        origin: Option<Origin>,
+        /// How to fix it.
+        help: Option<String>,
+    },
     /// A dependency names no node.
     #[error("{from} depends on unknown node `{to}`")]
     UnknownDependency {
@@ -111,6 +122,20 @@ impl Error {
         }
     }
 
+    /// A plaintext secret at an origin.
+    pub fn secret(message: impl Into<String>, origin: Option<Origin>, help: Option<String>) -> Error {
+        Error::Secret {
+            message: message.into(),
+            origin,
+            help,
+        }
+    }
+
+    /// Whether the offending line may be quoted back to the user.
+    pub fn quotable(&self) -> bool {
+        !matches!(self, Error::Secret { .. })
+    }
+
     /// An i/o error with context.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {
@@ -124,6 +149,7 @@ impl Error {
     pub fn origin(&self) -> Option<&Origin> {
         match self {
             Error::Repo { origin, .. }
+            | Error::Secret { origin, .. }
             | Error::UnknownDependency { origin, .. }
             | Error::Cycle { origin, .. }
             | Error::LayerInversion { origin, .. } => origin.as_ref(),
@@ -135,7 +161,9 @@ impl Error {
     /// How to fix it.
     pub fn help(&self) -> Option<String> {
         match self {
-            Error::Repo { help, .. } | Error::Environment { help, .. } => help.clone(),
+            Error::Repo { help, .. } | Error::Secret { help, .. } | Error::Environment { help, .. } => {
+                help.clone()
+            }
             Error::UnknownDependency { suggestion, .. } => {
                 suggestion.as_ref().map(|s| format!("did you mean `{s}`?"))
             }

@@ -24,7 +24,7 @@ fn literal(value: &str) -> bool {
 }
 
 fn refuse(name: &str, path: &RepoPath, files: &FileSet) -> Error {
-    Error::repo(
+    Error::secret(
         format!("plaintext secret `{name}` in {path}"),
         Some(yaml::locate(files, path, None, name)),
         Some(format!(

@@ -43,7 +43,7 @@ pub fn inputs(ctx: &Ctx, project: &Value, dir: &RepoPath, compose: &RepoPath) ->
                 continue;
             }
             if must_be_sops && !yaml::text_is_sops(&ctx.files.read_str(&p)?) {
-                return Err(Error::repo(
+                return Err(Error::secret(
                     format!("compose secret file {p} is not SOPS-encrypted"),
                     Some(yaml::locate(ctx.files, compose, Some("secrets"), file)),
                     Some(format!("encrypt it: sops --encrypt --in-place {p}")),

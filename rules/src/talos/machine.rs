@@ -233,7 +233,7 @@ fn apply_file(config: &mut MachineConfig, files: &FileSet, path: &RepoPath) -> R
 fn seal(files: &FileSet, path: &RepoPath) -> Result<Value, Error> {
     let docs = yaml::docs(files, path)?;
     if docs.is_empty() || !docs.iter().all(yaml::is_sops) {
-        return Err(Error::repo(
+        return Err(Error::secret(
             format!("plaintext Talos patch in {path}; encrypt it with sops"),
             Some(Origin::file(path.clone())),
             Some(format!("run `sops --encrypt --in-place {path}`, or drop `.sops.` from its name if it holds no secret")),

@@ -531,7 +531,7 @@ fn cluster_inputs(ctx: &Ctx, dir: &RepoPath) -> Result<(Vec<RepoPath>, Vec<RepoP
         let docs = yaml::docs(ctx.files, &file)?;
         let encrypted = !docs.is_empty() && docs.iter().all(yaml::is_sops);
         if !encrypted && (SECRETS.contains(name) || is_sops_name(name)) {
-            return Err(Error::repo(
+            return Err(Error::secret(
                 format!("plaintext Talos secrets in {file}; encrypt it with sops"),
                 Some(Origin::file(file.clone())),
                 Some(format!(

@@ -1,0 +1,340 @@
+//! The Kubernetes tree on disk: which YAML files exist (one walk per folder, with the `ignore`
+//! crate: hidden folders and git-ignored files skipped, symlinks not followed), each file
+//! parsed at most once (in parallel, since parsing is most of discovery's cost on a large
+//! tree), and the checks made on every file a node reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use hl_engine::{Error, FileSet, Origin, RepoPath};
+use rayon::prelude::*;
+use serde_json::Value;
+
+use super::kustomize::KUSTOMIZATION_FILES;
+use super::locate::Spans;
+use crate::yaml;
+
+/// A parsed YAML file.
+pub(super) struct Parsed {
+    /// Its documents, empty ones skipped.
+    pub docs: Vec<Value>,
+    /// Whether any document carries SOPS metadata.
+    pub sops: bool,
+}
+
+/// The files of the tree, walked and parsed on demand, each at most once.
+pub(super) struct Tree<'a> {
+    /// The repo's files.
+    pub files: &'a FileSet,
+    /// Every YAML file found by the walks, by its path text (sorted, so a folder's files are
+    /// one contiguous range).
+    index: BTreeMap<String, RepoPath>,
+    /// The folders walked so far.
+    walked: Vec<RepoPath>,
+    /// Folder -> its kustomization file, seeded by the walks, else looked up once.
+    kfiles: HashMap<RepoPath, Option<RepoPath>>,
+    /// Parse results. A failure stays here until a node reads the file: a broken file that
+    /// nothing uses (a Helm template in the tree) is a note, not an error.
+    parsed: HashMap<RepoPath, Result<Arc<Parsed>, Error>>,
+    /// Files holding a Flux Kustomization.
+    flux: BTreeSet<RepoPath>,
+    /// Files already checked for plaintext Secrets.
+    checked: HashSet<RepoPath>,
+    /// Whether a non-manifest input (a generator file) is SOPS-encrypted.
+    data_sops: HashMap<RepoPath, bool>,
+}
+
+impl<'a> Tree<'a> {
+    /// An empty tree over the repo's files.
+    pub fn new(files: &'a FileSet) -> Tree<'a> {
+        Tree {
+            files,
+            index: BTreeMap::new(),
+            walked: Vec::new(),
+            kfiles: HashMap::new(),
+            parsed: HashMap::new(),
+            flux: BTreeSet::new(),
+            checked: HashSet::new(),
+            data_sops: HashMap::new(),
+        }
+    }
+
+    /// Walks `dir` unless a walk already covered it, and parses every new YAML file found.
+    pub fn walk(&mut self, dir: &RepoPath) -> Result<(), Error> {
+        if self.walked.iter().any(|w| dir.starts_with(w)) {
+            return Ok(());
+        }
+        let listing = walk(self.files, dir)?;
+        for d in listing.dirs {
+            self.kfiles.entry(d).or_insert(None);
+        }
+        let mut fresh = Vec::new();
+        for f in listing.files {
+            if KUSTOMIZATION_FILES.contains(&f.file_name()) {
+                let slot = self.kfiles.entry(f.parent()).or_insert(None);
+                // Keep kustomize's order of preference when a folder has several.
+                if slot.as_ref().map_or(true, |k| rank(k) > rank(&f)) {
+                    *slot = Some(f.clone());
+                }
+            }
+            if !self.parsed.contains_key(&f) {
+                fresh.push(f.clone());
+            }
+            self.index.insert(f.as_str().to_string(), f);
+        }
+        let files = self.files;
+        let results: Vec<(RepoPath, Result<Arc<Parsed>, Error>)> = fresh
+            .into_par_iter()
+            .map(|p| (p.clone(), parse(files, &p)))
+            .collect();
+        for (p, r) in results {
+            if r.as_ref()
+                .is_ok_and(|parsed| parsed.docs.iter().any(is_flux_kustomization))
+            {
+                self.flux.insert(p.clone());
+            }
+            self.parsed.insert(p, r);
+        }
+        self.walked.push(dir.clone());
+        Ok(())
+    }
+
+    /// The YAML files below `dir` (walked first if needed), sorted.
+    pub fn yaml_below(&mut self, dir: &RepoPath) -> Result<Vec<RepoPath>, Error> {
+        self.walk(dir)?;
+        let prefix = if dir.as_str().is_empty() {
+            String::new()
+        } else {
+            format!("{}/", dir.as_str())
+        };
+        Ok(self
+            .index
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+
+    /// The kustomization file of a folder, if it has one.
+    pub fn kfile(&mut self, dir: &RepoPath) -> Option<RepoPath> {
+        if let Some(k) = self.kfiles.get(dir) {
+            return k.clone();
+        }
+        let found = KUSTOMIZATION_FILES
+            .iter()
+            .filter_map(|name| dir.join(name).ok())
+            .find(|p| self.files.abs(p).is_file());
+        self.kfiles.insert(dir.clone(), found.clone());
+        found
+    }
+
+    /// Whether any walked file holds a Flux Kustomization.
+    pub fn has_flux(&self) -> bool {
+        !self.flux.is_empty()
+    }
+
+    /// The files holding Flux Kustomizations below `dir`, sorted.
+    pub fn flux_files(&self, dir: &RepoPath) -> Vec<RepoPath> {
+        self.flux
+            .iter()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `p` holds a Flux Kustomization.
+    pub fn is_flux_file(&self, p: &RepoPath) -> bool {
+        self.flux.contains(p)
+    }
+
+    /// The documents of `p`, parsed once; a syntax error is returned (located) the first time
+    /// something reads the file.
+    pub fn docs(&mut self, p: &RepoPath) -> Result<Arc<Parsed>, Error> {
+        if let Some(Ok(parsed)) = self.parsed.get(p) {
+            return Ok(parsed.clone());
+        }
+        if let Some(Err(e)) = self.parsed.remove(p) {
+            return Err(e);
+        }
+        let parsed = parse(self.files, p)?;
+        self.parsed.insert(p.clone(), Ok(parsed.clone()));
+        Ok(parsed)
+    }
+
+    /// Refuses a Secret with plaintext values in `p`, once per file. A SOPS-encrypted Secret
+    /// passes, and so does one whose every value is a Flux `${VAR}` substitution: its values
+    /// come from elsewhere (usually a SOPS-encrypted Secret named in `substituteFrom`).
+    pub fn check_secrets(&mut self, p: &RepoPath) -> Result<(), Error> {
+        if !self.checked.insert(p.clone()) {
+            return Ok(());
+        }
+        let parsed = self.docs(p)?;
+        let Some((i, secret)) = parsed
+            .docs
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| plaintext_secret(d).map(|s| (i, s)))
+        else {
+            return Ok(());
+        };
+        let text = self.files.read_str(p)?;
+        let spans = Spans::new(&text, parsed.docs.len());
+        let origin = spans.origin(p, spans.key(i, &["kind"]));
+        let name = secret
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)");
+        let id = match secret
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+        {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        };
+        Err(Error::secret(
+            format!("plaintext Secret {id} in {p}:{}", origin.line),
+            Some(origin),
+            Some(format!(
+                "encrypt it with sops (docs/layout.md): `sops --encrypt --encrypted-regex '^(data|stringData)$' --in-place {p}`"
+            )),
+        ))
+    }
+
+    /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted:
+    /// dotenv and INI carry SOPS markers in their text, YAML and JSON a `sops` map.
+    pub fn data_is_sops(&mut self, p: &RepoPath) -> Result<bool, Error> {
+        if let Some(&s) = self.data_sops.get(p) {
+            return Ok(s);
+        }
+        let bytes = self.files.read(p)?;
+        let sops = std::str::from_utf8(&bytes).is_ok_and(|text| {
+            yaml::text_is_sops(text)
+                || yaml::docs_of(text, p).is_ok_and(|docs| docs.iter().any(yaml::is_sops))
+        });
+        self.data_sops.insert(p.clone(), sops);
+        Ok(sops)
+    }
+
+    /// Notes for the walked files that did not parse and that no node reads.
+    pub fn unused_failures(&mut self) -> Vec<String> {
+        let mut failed: Vec<(RepoPath, String)> = self
+            .parsed
+            .iter()
+            .filter_map(|(p, r)| r.as_ref().err().map(|e| (p.clone(), e.to_string())))
+            .collect();
+        failed.sort();
+        failed
+            .into_iter()
+            .map(|(_, e)| format!("{e} (not read by any k8s node: skipped)"))
+            .collect()
+    }
+}
+
+/// Whether a document is a Flux Kustomization (any API version).
+pub(super) fn is_flux_kustomization(doc: &Value) -> bool {
+    doc.get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("kustomize.toolkit.fluxcd.io/"))
+        && doc.get("kind").and_then(Value::as_str) == Some("Kustomization")
+}
+
+/// The Secret in `doc` (itself, or an item of a `List`) that holds plaintext values, if any.
+fn plaintext_secret(doc: &Value) -> Option<&Value> {
+    let is_plain = |d: &Value| {
+        d.get("kind").and_then(Value::as_str) == Some("Secret")
+            && !yaml::is_sops(d)
+            && has_plaintext(d)
+    };
+    if is_plain(doc) {
+        return Some(doc);
+    }
+    if doc.get("kind").and_then(Value::as_str) == Some("List") && !yaml::is_sops(doc) {
+        return doc.get("items")?.as_array()?.iter().find(|d| is_plain(d));
+    }
+    None
+}
+
+/// Whether a Secret's `data` or `stringData` holds a value that is not empty and not a
+/// `${VAR}` substitution.
+fn has_plaintext(secret: &Value) -> bool {
+    ["data", "stringData"]
+        .iter()
+        .filter_map(|k| secret.get(*k).and_then(Value::as_object))
+        .flat_map(|m| m.values())
+        .any(|v| match v {
+            Value::Null => false,
+            Value::String(s) => !s.is_empty() && !s.contains("${"),
+            _ => true,
+        })
+}
+
+fn parse(files: &FileSet, p: &RepoPath) -> Result<Arc<Parsed>, Error> {
+    let docs = yaml::docs(files, p)?;
+    let sops = docs.iter().any(yaml::is_sops);
+    Ok(Arc::new(Parsed { docs, sops }))
+}
+
+/// kustomize's preference among kustomization file names.
+fn rank(p: &RepoPath) -> usize {
+    KUSTOMIZATION_FILES
+        .iter()
+        .position(|n| *n == p.file_name())
+        .unwrap_or(usize::MAX)
+}
+
+/// What one walk found.
+#[derive(Default)]
+struct Listing {
+    files: Vec<RepoPath>,
+    dirs: Vec<RepoPath>,
+}
+
+/// Walks `dir` for YAML files (`*.yaml`, `*.yml`, `Kustomization`): templates such as `*.j2`
+/// are never read. Symlinks are not followed; a YAML or folder symlink that leads out of the
+/// repo is refused.
+fn walk(files: &FileSet, dir: &RepoPath) -> Result<Listing, Error> {
+    let abs = files.abs(dir);
+    let walker = ignore::WalkBuilder::new(&abs)
+        .standard_filters(false)
+        .hidden(true)
+        .parents(true)
+        .git_ignore(true)
+        .follow_links(false)
+        .build();
+    let mut out = Listing::default();
+    for entry in walker {
+        let entry = entry
+            .map_err(|e| Error::io("cannot walk", &abs, std::io::Error::other(e.to_string())))?;
+        let Some(path) = repo_path(files, entry.path()) else {
+            continue;
+        };
+        let yaml = is_yaml_name(path.file_name());
+        match entry.file_type() {
+            Some(t) if t.is_dir() => out.dirs.push(path),
+            Some(t) if t.is_file() && yaml => out.files.push(path),
+            Some(t) if t.is_symlink() && (yaml || entry.path().is_dir()) => {
+                files
+                    .check_inside(&path)
+                    .map_err(|e| super::at(e, Origin::file(path.clone())))?;
+                if yaml && entry.path().is_file() {
+                    out.files.push(path);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The repo path of a walked entry; `None` for names that are not UTF-8 (never YAML inputs).
+fn repo_path(files: &FileSet, abs: &Path) -> Option<RepoPath> {
+    let rel = abs.strip_prefix(files.root()).ok()?;
+    RepoPath::new(rel.to_str()?).ok()
+}
+
+fn is_yaml_name(name: &str) -> bool {
+    let ext = name.rsplit_once('.').map(|(_, e)| e);
+    name == "Kustomization"
+        || ext.is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+}
