@@ -39,7 +39,9 @@ pub fn report(err: &Error) {
         out = format!("error: {err}\n");
     }
     if let (false, Some(o)) = (err.quotable(), err.origin()) {
-        out.push_str(&format!("  at {o} (the line is not shown: it holds a secret)\n"));
+        out.push_str(&format!(
+            "  at {o} (the line is not shown: it holds a secret)\n"
+        ));
     }
     eprint!("{out}");
     if err.class() == Class::Internal {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use hl_engine::{Action, Cause, Layer, Plan, Step, StatsSnapshot};
+use hl_engine::{Action, Cause, Layer, Plan, StatsSnapshot, Step};
 use serde_json::{json, Value};
 
 /// The sign people scan for, per action.
@@ -36,22 +36,41 @@ pub fn cause_line(c: &Cause) -> String {
     match c {
         Cause::New => "new: not in the recorded state".into(),
         Cause::Removed => "removed from the repo".into(),
-        Cause::File { path, change, .. } => format!("file {path} {}", match change {
-            hl_engine::plan::FileChange::Modified => "changed",
-            hl_engine::plan::FileChange::Added => "added",
-            hl_engine::plan::FileChange::Removed => "no longer an input",
-        }),
-        Cause::Param { key, old, new } => format!("parameter {key}: {} -> {}", short(old), short(new)),
+        Cause::File { path, change, .. } => format!(
+            "file {path} {}",
+            match change {
+                hl_engine::plan::FileChange::Modified => "changed",
+                hl_engine::plan::FileChange::Added => "added",
+                hl_engine::plan::FileChange::Removed => "no longer an input",
+            }
+        ),
+        Cause::Param { key, old, new } => {
+            format!("parameter {key}: {} -> {}", short(old), short(new))
+        }
         Cause::Dependency { address, .. } => format!("dependency {address} changed its output"),
         Cause::Placement { address, action } => format!(
             "runs on {address}, which is {}",
-            if *action == Action::Create { "being created" } else { "being replaced" }
+            if *action == Action::Create {
+                "created"
+            } else {
+                "replaced"
+            }
         ),
         Cause::RuleVersion { old, new } => format!("rule version {old} -> {new}"),
         Cause::OutputIdentical => "input changed, output identical: nothing to do".into(),
-        Cause::ForcesReplacement { what } => format!("{what} cannot change in place: forces replacement"),
+        Cause::ForcesReplacement { what } => {
+            format!("{what} cannot change in place: forces replacement")
+        }
         Cause::NeededBy { addresses } => {
-            let mut s = format!("needed by {}", addresses.iter().take(3).map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+            let mut s = format!(
+                "needed by {}",
+                addresses
+                    .iter()
+                    .take(3)
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             if addresses.len() > 3 {
                 let _ = write!(s, " and {} more", addresses.len() - 3);
             }
@@ -85,19 +104,32 @@ pub fn human(plan: &Plan) -> String {
         return out;
     }
     for layer in Layer::ALL {
-        let steps: Vec<&Step> = plan.steps.iter().filter(|s| s.layer == layer && visible(s)).collect();
+        let steps: Vec<&Step> = plan
+            .steps
+            .iter()
+            .filter(|s| s.layer == layer && visible(s))
+            .collect();
         if steps.is_empty() {
             continue;
         }
         let _ = writeln!(out, "{}", layer.title());
         for s in steps {
-            let mut line = format!("  {:>3} {:<8} {}", sign(s.action), s.action.word(), s.address);
+            let mut line = format!(
+                "  {:>3} {:<8} {}",
+                sign(s.action),
+                s.action.word(),
+                s.address
+            );
             if s.will_build {
                 line.push_str("  (will build)");
             }
             if let Some(Cause::NeededBy { addresses }) = s.causes.first() {
                 let n = addresses.len();
-                line.push_str(&format!("  ({n} change{} need{} it)", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" }));
+                line.push_str(&format!(
+                    "  ({n} change{} need{} it)",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "s" } else { "" }
+                ));
             }
             if s.destructive {
                 line.push_str("  [destructive: needs approval]");
@@ -121,7 +153,13 @@ pub fn human(plan: &Plan) -> String {
 }
 
 /// The JSON view (format_version 1).
-pub fn json(plan: &Plan, root: &str, environment: Option<&str>, notes: &[String], stats: Option<StatsSnapshot>) -> Value {
+pub fn json(
+    plan: &Plan,
+    root: &str,
+    environment: Option<&str>,
+    notes: &[String],
+    stats: Option<StatsSnapshot>,
+) -> Value {
     let c = plan.counts();
     let n = |a| c.get(&a).copied().unwrap_or(0);
     let mut v = json!({

@@ -1,13 +1,12 @@
 //! One run of the engine over a repo: find the root, load, check, hash, plan. Every command
 //! that needs a plan goes through [`Session::open`] so they all see the same data.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use hl_engine::{
-    evaluate, plan, Address, Caches, Error, Evaluation, FileSet, Graph, Plan, Registry, Selector,
-    StatCache, State,
+    evaluate, plan, Address, Caches, Error, Evaluation, FileSet, Graph, Node, Origin, Plan,
+    Registry, RepoPath, Selector, StatCache, State,
 };
 use hl_rules::Homelab;
 
@@ -47,6 +46,7 @@ pub struct Session {
     pub eval: Evaluation,
     /// The full plan (before selection).
     pub plan: Plan,
+    next_stat: StatCache,
 }
 
 impl Session {
@@ -62,24 +62,39 @@ impl Session {
                 "{} is not inside a homelab repo (no inventory/topology.yaml or hl.yaml above it)",
                 start.display()
             ),
-            help: Some("run hl in your homelab repo or pass -C DIR; docs/layout.md shows the layout".into()),
+            help: Some(
+                "run hl in your homelab repo or pass -C DIR; docs/layout.md shows the layout"
+                    .into(),
+            ),
         })?;
         let _ = ROOT.set(root.clone());
         let files = FileSet::new(&root)?;
-        let lab = hl_rules::load(&files)?;
+        let state = State::load(&state_path(&root))?;
+        let removed: Vec<Node> = state
+            .nodes
+            .iter()
+            .map(|(a, r)| Node {
+                address: a.clone(),
+                layer: r.layer,
+                params: r.params.clone(),
+                files: Vec::new(),
+                edges: Vec::new(),
+                labels: r.labels.clone(),
+                origin: Origin::file(RepoPath::new(".hl/state.json").expect("a valid path")),
+            })
+            .collect();
+        let lab = hl_rules::load(&files, &removed)?;
         hl_rules::check::environment_guard(&lab.topology, std::env::var("HL_ENV").ok().as_deref())?;
         for note in &lab.notes {
             eprintln!("note: {note}");
         }
         let graph = Graph::build(lab.nodes.clone())?;
         let registry = hl_rules::registry();
-        let state = State::load(&state_path(&root))?;
         let caches = Caches::open(&cache_dir(opts))?;
         let stat = StatCache::load(&hl_dir(&root).join("statcache"));
-        let (eval, next_stat) = evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)?;
-        let plan = plan::compute(&graph, &registry, &eval, &state)?;
-        ensure_hl_dir(&root)?;
-        next_stat.save(&hl_dir(&root).join("statcache"))?;
+        let (eval, next_stat) =
+            evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)?;
+        let plan = plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)?;
         Ok(Session {
             root,
             files,
@@ -90,7 +105,15 @@ impl Session {
             caches,
             eval,
             plan,
+            next_stat,
         })
+    }
+
+    /// Saves what this run learnt about file hashes. Commands call it once their own checks of
+    /// the request passed, so a refused command writes nothing.
+    pub fn save_stat_cache(&self) -> Result<(), Error> {
+        ensure_hl_dir(&self.root)?;
+        self.next_stat.save(&hl_dir(&self.root).join("statcache"))
     }
 
     /// The plan narrowed to a selection (checked: an unknown `--target` is an error).
@@ -103,7 +126,10 @@ impl Session {
         known.extend(self.state.nodes.keys());
         selector.check_targets(&known)?;
         let keep = selector.select(&self.graph, &self.plan, |a| {
-            self.state.get(a).map(|r| r.labels.clone()).unwrap_or_else(BTreeSet::new)
+            self.state
+                .get(a)
+                .map(|r| r.labels.clone())
+                .unwrap_or_default()
         });
         plan.retain(&keep);
         Ok(plan)
@@ -111,9 +137,13 @@ impl Session {
 
     /// Parses an address given on the command line, with a did-you-mean when it names no node.
     pub fn address(&self, text: &str) -> Result<Address, Error> {
-        let addr: Address = text
-            .parse()
-            .map_err(|e: String| Error::repo(e, None, Some("addresses look like compose:mosquitto@SATURN".into())))?;
+        let addr: Address = text.parse().map_err(|e: String| {
+            Error::repo(
+                e,
+                None,
+                Some("addresses look like compose:mosquitto@SATURN".into()),
+            )
+        })?;
         if self.graph.contains(&addr) || self.state.get(&addr).is_some() {
             return Ok(addr);
         }

@@ -192,7 +192,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let key = store.put(b"mosquitto.conf").unwrap();
-        assert_eq!(store.get(&key).unwrap(), Fetched::Hit(b"mosquitto.conf".to_vec()));
+        assert_eq!(
+            store.get(&key).unwrap(),
+            Fetched::Hit(b"mosquitto.conf".to_vec())
+        );
         fs::write(shard(dir.path(), "cas", &key), b"tampered").unwrap();
         assert_eq!(store.get(&key).unwrap(), Fetched::Evicted);
         assert_eq!(store.get(&key).unwrap(), Fetched::Miss);

@@ -53,7 +53,9 @@ impl FromStr for Layer {
             "L2" | "2" => Ok(Layer::L2),
             "L3" | "3" => Ok(Layer::L3),
             "L4" | "4" => Ok(Layer::L4),
-            _ => Err(format!("unknown layer `{s}`: expected one of L0, L1, L2, L3, L4")),
+            _ => Err(format!(
+                "unknown layer `{s}`: expected one of L0, L1, L2, L3, L4"
+            )),
         }
     }
 }
@@ -149,9 +151,19 @@ mod tests {
     #[test]
     fn addresses_round_trip() {
         for (text, kind, name, host) in [
-            ("compose:mosquitto@SATURN", "compose", "mosquitto", Some("SATURN")),
+            (
+                "compose:mosquitto@SATURN",
+                "compose",
+                "mosquitto",
+                Some("SATURN"),
+            ),
             ("k8s:apps/jellyfin", "k8s", "apps/jellyfin", None),
-            ("check:tool/docker@PIHA", "check", "tool/docker", Some("PIHA")),
+            (
+                "check:tool/docker@PIHA",
+                "check",
+                "tool/docker",
+                Some("PIHA"),
+            ),
             ("image:debian-12", "image", "debian-12", None),
         ] {
             let a: Address = text.parse().unwrap();

@@ -123,7 +123,11 @@ impl Error {
     }
 
     /// A plaintext secret at an origin.
-    pub fn secret(message: impl Into<String>, origin: Option<Origin>, help: Option<String>) -> Error {
+    pub fn secret(
+        message: impl Into<String>,
+        origin: Option<Origin>,
+        help: Option<String>,
+    ) -> Error {
         Error::Secret {
             message: message.into(),
             origin,
@@ -161,16 +165,20 @@ impl Error {
     /// How to fix it.
     pub fn help(&self) -> Option<String> {
         match self {
-            Error::Repo { help, .. } | Error::Secret { help, .. } | Error::Environment { help, .. } => {
-                help.clone()
-            }
+            Error::Repo { help, .. }
+            | Error::Secret { help, .. }
+            | Error::Environment { help, .. } => help.clone(),
             Error::UnknownDependency { suggestion, .. } => {
                 suggestion.as_ref().map(|s| format!("did you mean `{s}`?"))
             }
             Error::Duplicate { .. } => Some("give each node its own name or host".into()),
             Error::Cycle { .. } => Some("remove one of the dependencies above".into()),
-            Error::LayerInversion { .. } => Some("reverse the dependency, or move the node to the right layer".into()),
-            Error::Internal(_) => Some("this is a bug in hl: please report it with the command you ran".into()),
+            Error::LayerInversion { .. } => {
+                Some("reverse the dependency, or move the node to the right layer".into())
+            }
+            Error::Internal(_) => {
+                Some("this is a bug in hl: please report it with the command you ran".into())
+            }
             _ => None,
         }
     }

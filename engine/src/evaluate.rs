@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::files::{FileSet, RepoPath, Stats};
 use crate::graph::Graph;
 use crate::node::{EdgeKind, Node, RealizeCtx, Rule};
-use crate::state::State;
 use crate::statcache::StatCache;
+use crate::state::State;
 use hl_cache::{ActionCache, Fetched, Store};
 
 /// The rules by kind.
@@ -106,7 +106,10 @@ pub fn evaluate(
     caches: &Caches,
     state: &State,
 ) -> Result<(Evaluation, StatCache), Error> {
-    let mut all: Vec<RepoPath> = graph.nodes().flat_map(|n| n.files.iter().cloned()).collect();
+    let mut all: Vec<RepoPath> = graph
+        .nodes()
+        .flat_map(|n| n.files.iter().cloned())
+        .collect();
     all.sort();
     all.dedup();
     let next_stat = files.hash_all(&all, stat)?;
@@ -172,7 +175,13 @@ fn evaluate_node(
             _ => (unbuilt_output(&input), false),
         },
         None => {
-            let artifact = rule.realize(node, &RealizeCtx { files, inputs: &inputs })?;
+            let artifact = rule.realize(
+                node,
+                &RealizeCtx {
+                    files,
+                    inputs: &inputs,
+                },
+            )?;
             Stats::bump(&files.stats.nodes_realized);
             for bytes in artifact.files.values() {
                 caches.store.put(bytes)?;

@@ -34,7 +34,9 @@ impl RepoPath {
     /// Absolute references and references that leave the repo are refused.
     pub fn join(&self, reference: &str) -> Result<RepoPath, String> {
         if reference.starts_with('/') || Path::new(reference).is_absolute() {
-            return Err(format!("`{reference}` is an absolute path; repo references must be relative"));
+            return Err(format!(
+                "`{reference}` is an absolute path; repo references must be relative"
+            ));
         }
         let mut parts: Vec<&str> = self.0.split('/').filter(|p| !p.is_empty()).collect();
         for c in Path::new(reference).components() {
@@ -189,7 +191,10 @@ impl FileSet {
             Ok(real) => Err(Error::repo(
                 format!("{p} is a symlink to {}, outside the repo", real.display()),
                 None,
-                Some("keep every input inside the repo; copy the file in instead of linking it".into()),
+                Some(
+                    "keep every input inside the repo; copy the file in instead of linking it"
+                        .into(),
+                ),
             )),
             Err(e) => Err(Error::io("cannot resolve", abs, e)),
         }
@@ -211,7 +216,8 @@ impl FileSet {
             return Ok(b.clone());
         }
         let abs = self.abs(p);
-        let meta = std::fs::symlink_metadata(&abs).map_err(|e| Error::io("cannot read", &abs, e))?;
+        let meta =
+            std::fs::symlink_metadata(&abs).map_err(|e| Error::io("cannot read", &abs, e))?;
         if meta.file_type().is_symlink() {
             self.check_inside(p)?;
         }
@@ -227,15 +233,15 @@ impl FileSet {
     /// The content of `p` as UTF-8 text.
     pub fn read_str(&self, p: &RepoPath) -> Result<String, Error> {
         let b = self.read(p)?;
-        String::from_utf8(b.to_vec()).map_err(|_| {
-            Error::repo(format!("{p} is not UTF-8 text"), None, None)
-        })
+        String::from_utf8(b.to_vec())
+            .map_err(|_| Error::repo(format!("{p} is not UTF-8 text"), None, None))
     }
 
     /// Hashes every path (in parallel), trusting the stat cache where a file's size, times and
     /// inode are unchanged, so a no-op run reads and hashes nothing.
     pub fn hash_all(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatCache, Error> {
-        let results: Vec<Result<(RepoPath, StatKey, Digest<Content>), Error>> = paths
+        type Hashed = (RepoPath, StatKey, Digest<Content>);
+        let results: Vec<Result<Hashed, Error>> = paths
             .par_iter()
             .map(|p| {
                 let abs = self.abs(p);
@@ -269,7 +275,11 @@ impl FileSet {
 
     /// The content digest of a path hashed by [`FileSet::hash_all`].
     pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
-        self.digests.lock().expect("no panics hold this lock").get(p).copied()
+        self.digests
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+            .copied()
     }
 }
 
@@ -287,7 +297,10 @@ mod tests {
             ("../../../etc/passwd", Err(())),
             ("/etc/passwd", Err(())),
         ] {
-            let got = base.join(reference).map(|p| p.as_str().to_string()).map_err(|_| ());
+            let got = base
+                .join(reference)
+                .map(|p| p.as_str().to_string())
+                .map_err(|_| ());
             assert_eq!(got, want.map(str::to_string), "{reference}");
         }
     }

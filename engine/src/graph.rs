@@ -23,7 +23,8 @@ pub struct Graph {
 impl Graph {
     /// Builds and checks the graph from the loaders' nodes.
     pub fn build(nodes: Vec<Node>) -> Result<Graph, Error> {
-        let mut graph: DiGraph<Node, EdgeKind> = DiGraph::with_capacity(nodes.len(), nodes.len() * 2);
+        let mut graph: DiGraph<Node, EdgeKind> =
+            DiGraph::with_capacity(nodes.len(), nodes.len() * 2);
         let mut index: HashMap<Address, NodeIndex> = HashMap::with_capacity(nodes.len());
         for mut node in nodes {
             if let Some(&first) = index.get(&node.address) {
@@ -81,12 +82,8 @@ impl Graph {
 
     fn check_cycles(&self) -> Result<(), Error> {
         for scc in tarjan_scc(&self.graph) {
-            let looped = scc.len() > 1
-                || self
-                    .graph
-                    .edges_connecting(scc[0], scc[0])
-                    .next()
-                    .is_some();
+            let looped =
+                scc.len() > 1 || self.graph.edges_connecting(scc[0], scc[0]).next().is_some();
             if !looped {
                 continue;
             }
@@ -120,7 +117,10 @@ impl Graph {
                 .find(|e| e.to == self.graph[path[1]].address)
                 .and_then(|e| e.origin.clone());
             return Err(Error::Cycle {
-                cycle: path.iter().map(|&ix| self.graph[ix].address.clone()).collect(),
+                cycle: path
+                    .iter()
+                    .map(|&ix| self.graph[ix].address.clone())
+                    .collect(),
                 origin: first_edge,
             });
         }
@@ -186,7 +186,8 @@ impl Graph {
     /// wave are independent of each other (so a wave can be hashed in parallel).
     pub fn waves(&self) -> Vec<Vec<&Node>> {
         let mut depth: HashMap<NodeIndex, usize> = HashMap::with_capacity(self.len());
-        let order = petgraph::algo::toposort(&self.graph, None).expect("cycles are refused at build");
+        let order =
+            petgraph::algo::toposort(&self.graph, None).expect("cycles are refused at build");
         let mut waves: Vec<Vec<&Node>> = Vec::new();
         for ix in order {
             let d = self
@@ -277,15 +278,24 @@ mod tests {
         use Layer::*;
         let cases: Vec<(Vec<Node>, &str)> = vec![
             (
-                vec![node("compose:a@H", L4, &["compose:b@H"]), node("compose:b@H", L4, &["compose:a@H"])],
+                vec![
+                    node("compose:a@H", L4, &["compose:b@H"]),
+                    node("compose:b@H", L4, &["compose:a@H"]),
+                ],
                 "dependency cycle: compose:a@H -> compose:b@H -> compose:a@H",
             ),
             (
-                vec![node("vm:X", L2, &["compose:a@X"]), node("compose:a@X", L4, &[])],
+                vec![
+                    node("vm:X", L2, &["compose:a@X"]),
+                    node("compose:a@X", L4, &[]),
+                ],
                 "layer inversion: vm:X (L2) depends on compose:a@X (L4)",
             ),
             (
-                vec![node("compose:a@H", L4, &["compose:mosquito@H"]), node("compose:mosquitto@H", L4, &[])],
+                vec![
+                    node("compose:a@H", L4, &["compose:mosquito@H"]),
+                    node("compose:mosquitto@H", L4, &[]),
+                ],
                 "compose:a@H depends on unknown node `compose:mosquito@H`",
             ),
             (
@@ -306,7 +316,10 @@ mod tests {
             node("compose:mosquitto@H", Layer::L4, &[]),
         ])
         .unwrap_err();
-        assert_eq!(err.help().as_deref(), Some("did you mean `compose:mosquitto@H`?"));
+        assert_eq!(
+            err.help().as_deref(),
+            Some("did you mean `compose:mosquitto@H`?")
+        );
     }
 
     #[test]
@@ -322,6 +335,13 @@ mod tests {
             .iter()
             .map(|w| w.iter().map(|n| n.address.to_string()).collect())
             .collect();
-        assert_eq!(names, vec![vec!["compose:a@H"], vec!["compose:b@H"], vec!["compose:c@H"]]);
+        assert_eq!(
+            names,
+            vec![
+                vec!["compose:a@H"],
+                vec!["compose:b@H"],
+                vec!["compose:c@H"]
+            ]
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! let caches = Caches::open(std::path::Path::new("/tmp/hl-cache")).unwrap();
 //! let state = State::load(std::path::Path::new(".hl/state.json")).unwrap();
 //! let (eval, _stat) = evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state).unwrap();
-//! let plan = plan::compute(&graph, &registry, &eval, &state).unwrap();
+//! let plan = plan::compute(&graph, &registry, &eval, &state, &Default::default()).unwrap();
 //! println!("{} steps", plan.steps.len());
 //! ```
 #![deny(missing_docs)]
@@ -26,8 +26,8 @@ pub mod graph;
 pub mod node;
 pub mod plan;
 pub mod select;
-pub mod state;
 pub mod statcache;
+pub mod state;
 
 pub use address::{Address, Layer};
 pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Output};
@@ -38,5 +38,5 @@ pub use graph::Graph;
 pub use node::{Artifact, Edge, EdgeKind, Node, Origin, RealizeCtx, Requirement, Rule};
 pub use plan::{Action, Cause, Plan, Step};
 pub use select::Selector;
-pub use state::{Record, State};
 pub use statcache::StatCache;
+pub use state::{Record, State};

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::address::{Address, Layer};
 use crate::digest::{Content, Digest, Input, Output};
-use crate::evaluate::{Evaluation, Registry};
 use crate::error::Error;
+use crate::evaluate::{Evaluation, Registry};
 use crate::files::RepoPath;
 use crate::graph::Graph;
 use crate::node::EdgeKind;
@@ -39,7 +39,10 @@ pub enum Action {
 impl Action {
     /// Whether the step changes the world.
     pub fn is_change(self) -> bool {
-        matches!(self, Action::Create | Action::Update | Action::Replace | Action::Delete)
+        matches!(
+            self,
+            Action::Create | Action::Update | Action::Replace | Action::Delete
+        )
     }
 
     /// Whether the step destroys something and needs explicit approval.
@@ -197,12 +200,14 @@ impl Plan {
     }
 }
 
-/// Computes the plan: desired (graph + evaluation) against recorded (state).
+/// Computes the plan: desired (graph + evaluation) against recorded (state). `removed_needs`
+/// names, for nodes recorded but gone from the repo, the checks their deletion needs.
 pub fn compute(
     graph: &Graph,
     registry: &Registry,
     eval: &Evaluation,
     state: &State,
+    removed_needs: &BTreeMap<Address, Vec<Address>>,
 ) -> Result<Plan, Error> {
     let mut steps: BTreeMap<Address, Step> = BTreeMap::new();
     let mut order: Vec<Address> = Vec::new();
@@ -277,6 +282,14 @@ pub fn compute(
             .filter(|(d, _)| steps.get(*d).is_some_and(|s| s.action.is_change()))
             .map(|(d, _)| d.clone())
             .collect();
+        needed_by.extend(
+            removed_needs
+                .iter()
+                .filter(|(gone, checks)| {
+                    !graph.contains(gone) && state.get(gone).is_some() && checks.contains(&addr)
+                })
+                .map(|(gone, _)| gone.clone()),
+        );
         needed_by.sort();
         let ev = &eval[&addr];
         steps.insert(
@@ -284,13 +297,19 @@ pub fn compute(
             Step {
                 address: addr.clone(),
                 layer: Layer::L0,
-                action: if needed_by.is_empty() { Action::NoOp } else { Action::Check },
+                action: if needed_by.is_empty() {
+                    Action::NoOp
+                } else {
+                    Action::Check
+                },
                 destructive: false,
                 will_build: false,
                 causes: if needed_by.is_empty() {
                     vec![]
                 } else {
-                    vec![Cause::NeededBy { addresses: needed_by }]
+                    vec![Cause::NeededBy {
+                        addresses: needed_by,
+                    }]
                 },
                 input: Some(ev.input),
                 output: Some(ev.output),
@@ -385,7 +404,11 @@ fn diff_values(key: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Ve
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                let sub = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                let sub = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
                 diff_values(&sub, a.get(k), b.get(k), out);
             }
         }
@@ -395,7 +418,11 @@ fn diff_values(key: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Ve
             }
         }
         (a, b) if a != b => out.push(Cause::Param {
-            key: if key.is_empty() { "(all)".into() } else { key.to_string() },
+            key: if key.is_empty() {
+                "(all)".into()
+            } else {
+                key.to_string()
+            },
             old: a.cloned(),
             new: b.cloned(),
         }),

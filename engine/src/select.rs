@@ -74,8 +74,18 @@ impl Selector {
 
     /// The addresses of the plan this selection keeps: the matching steps plus, unless `--layer`
     /// was given, the changed dependencies they need.
-    pub fn select(&self, graph: &Graph, plan: &Plan, state_labels: impl Fn(&Address) -> BTreeSet<String>) -> BTreeSet<Address> {
-        let labels = |a: &Address| graph.get(a).map(|n| n.labels.clone()).unwrap_or_else(|| state_labels(a));
+    pub fn select(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        state_labels: impl Fn(&Address) -> BTreeSet<String>,
+    ) -> BTreeSet<Address> {
+        let labels = |a: &Address| {
+            graph
+                .get(a)
+                .map(|n| n.labels.clone())
+                .unwrap_or_else(|| state_labels(a))
+        };
         let mut keep: BTreeSet<Address> = plan
             .steps
             .iter()
@@ -86,7 +96,9 @@ impl Selector {
             let mut queue: VecDeque<Address> = keep.iter().cloned().collect();
             while let Some(a) = queue.pop_front() {
                 for (dep, _) in graph.deps(&a) {
-                    let changed = plan.step(dep).is_some_and(|s| s.action != crate::plan::Action::NoOp);
+                    let changed = plan
+                        .step(dep)
+                        .is_some_and(|s| s.action != crate::plan::Action::NoOp);
                     if changed && keep.insert(dep.clone()) {
                         queue.push_back(dep.clone());
                     }

@@ -63,10 +63,14 @@ impl State {
     pub fn load(path: &Path) -> Result<State, Error> {
         match std::fs::read(path) {
             Ok(bytes) => {
-                let state: State = serde_json::from_slice(&bytes).map_err(|e| Error::Environment {
-                    message: format!("{} is not a valid hl state file: {e}", path.display()),
-                    help: Some("restore it from a backup, or remove it and run `hl state adopt`".into()),
-                })?;
+                let state: State =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Environment {
+                        message: format!("{} is not a valid hl state file: {e}", path.display()),
+                        help: Some(
+                            "restore it from a backup, or remove it and run `hl state adopt`"
+                                .into(),
+                        ),
+                    })?;
                 if state.format_version > STATE_FORMAT {
                     return Err(Error::Environment {
                         message: format!(
@@ -89,7 +93,8 @@ impl State {
 
     /// Writes the state atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let mut s = serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut s =
+            serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         s.push('\n');
         hl_cache::write_atomic(path, s.as_bytes())?;
         Ok(())

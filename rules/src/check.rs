@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use hl_engine::{canonical_pretty, Address, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, Registry, Requirement, Rule};
+use hl_engine::{
+    canonical_pretty, Address, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx,
+    Registry, Requirement, Rule,
+};
 use serde_json::{json, Value};
 
 use crate::{Ctx, Topology};
@@ -29,7 +32,10 @@ impl Rule for CheckRule {
         false
     }
     fn realize(&self, node: &Node, _ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
-        Ok(Artifact::single("check.json", canonical_pretty(&node.params)))
+        Ok(Artifact::single(
+            "check.json",
+            canonical_pretty(&node.params),
+        ))
     }
 }
 
@@ -37,11 +43,15 @@ impl Rule for CheckRule {
 pub fn address_of(req: &Requirement) -> Result<Address, String> {
     match req {
         Requirement::Tool { name } => Address::new("check", &format!("tool/{name}"), None),
-        Requirement::RemoteTool { name, host } => Address::new("check", &format!("tool/{name}"), Some(host)),
+        Requirement::RemoteTool { name, host } => {
+            Address::new("check", &format!("tool/{name}"), Some(host))
+        }
         Requirement::Env { name } => Address::new("check", &format!("env/{name}"), None),
         Requirement::File { path } => Address::new("check", &format!("file/{path}"), None),
         Requirement::Reachable { host } => Address::new("check", "ssh", Some(host)),
-        Requirement::Credential { name, .. } => Address::new("check", &format!("credential/{name}"), None),
+        Requirement::Credential { name, .. } => {
+            Address::new("check", &format!("credential/{name}"), None)
+        }
     }
 }
 
@@ -51,9 +61,16 @@ pub fn derive(ctx: &Ctx, registry: &Registry, nodes: &mut [Node]) -> Result<Vec<
     for node in nodes.iter_mut() {
         let rule = registry.rule(node.address.kind())?;
         for req in rule.requirements(node) {
-            let addr = address_of(&req).map_err(|e| Error::Internal(format!("{}: {e}", node.address)))?;
-            checks.entry(addr.clone()).or_insert_with(|| check_node(ctx, &addr, &req));
-            node.edges.push(Edge { to: addr, kind: EdgeKind::Order, origin: None });
+            let addr =
+                address_of(&req).map_err(|e| Error::Internal(format!("{}: {e}", node.address)))?;
+            checks
+                .entry(addr.clone())
+                .or_insert_with(|| check_node(ctx, &addr, &req));
+            node.edges.push(Edge {
+                to: addr,
+                kind: EdgeKind::Order,
+                origin: None,
+            });
         }
     }
     Ok(checks.into_values().collect())
@@ -91,8 +108,12 @@ fn check_node(ctx: &Ctx, addr: &Address, req: &Requirement) -> Node {
 pub fn environment_guard(topology: &Topology, hl_env: Option<&str>) -> Result<(), Error> {
     match (hl_env, topology.environment.as_deref()) {
         (Some(want), Some(have)) if want != have => Err(Error::Environment {
-            message: format!("wrong environment: HL_ENV is `{want}` but this repo describes `{have}`"),
-            help: Some(format!("unset HL_ENV or set HL_ENV={have} if you really mean this repo")),
+            message: format!(
+                "wrong environment: HL_ENV is `{want}` but this repo describes `{have}`"
+            ),
+            help: Some(format!(
+                "unset HL_ENV or set HL_ENV={have} if you really mean this repo"
+            )),
         }),
         (Some(want), None) => Err(Error::Environment {
             message: format!("HL_ENV is `{want}` but the inventory names no environment"),
@@ -116,8 +137,16 @@ pub struct Outcome {
 /// Runs a check node: reads only.
 pub fn run(node: &Node) -> Outcome {
     let req: Option<Requirement> = serde_json::from_value(strip_ssh(&node.params)).ok();
-    let pass = |detail: String| Outcome { ok: true, warning: false, detail };
-    let fail = |detail: String| Outcome { ok: false, warning: false, detail };
+    let pass = |detail: String| Outcome {
+        ok: true,
+        warning: false,
+        detail,
+    };
+    let fail = |detail: String| Outcome {
+        ok: false,
+        warning: false,
+        detail,
+    };
     match req {
         Some(Requirement::Tool { name }) => match which(&name) {
             Some(p) => pass(format!("{} found", p.display())),
@@ -135,7 +164,10 @@ pub fn run(node: &Node) -> Outcome {
             }
         }
         Some(Requirement::Credential { name, env, default }) => {
-            let from_env = env.as_deref().and_then(std::env::var_os).filter(|v| !v.is_empty());
+            let from_env = env
+                .as_deref()
+                .and_then(std::env::var_os)
+                .filter(|v| !v.is_empty());
             let (p, how) = match (&from_env, &env) {
                 (Some(v), Some(var)) => (PathBuf::from(v), format!(" (from {var})")),
                 _ => (expand_home(&default), String::new()),
@@ -145,12 +177,15 @@ pub fn run(node: &Node) -> Outcome {
                 Err(e) => fail(format!(
                     "{name}: {} is not readable{how}: {e}{}",
                     p.display(),
-                    env.as_ref().map_or(String::new(), |v| format!("; set {v} or create it"))
+                    env.as_ref()
+                        .map_or(String::new(), |v| format!("; set {v} or create it"))
                 )),
             }
         }
         Some(Requirement::Reachable { host }) => remote(node, &host, &["true"]),
-        Some(Requirement::RemoteTool { name, host }) => remote(node, &host, &["command", "-v", &name]),
+        Some(Requirement::RemoteTool { name, host }) => {
+            remote(node, &host, &["command", "-v", &name])
+        }
         None => fail("unreadable check parameters".into()),
     }
 }
@@ -167,10 +202,16 @@ fn strip_ssh(params: &Value) -> Value {
 /// The remote argv is fixed by hl (never repo data); ssh joins it for the remote shell.
 fn remote(node: &Node, host: &str, argv: &[&str]) -> Outcome {
     let ssh = node.params.get("ssh");
-    let target = ssh.and_then(|s| s.get("address")).and_then(Value::as_str).unwrap_or(host);
+    let target = ssh
+        .and_then(|s| s.get("address"))
+        .and_then(Value::as_str)
+        .unwrap_or(host);
     let user = ssh.and_then(|s| s.get("user")).and_then(Value::as_str);
     let port = ssh.and_then(|s| s.get("port")).and_then(Value::as_u64);
-    let offline_first = ssh.and_then(|s| s.get("offline_first")).and_then(Value::as_bool).unwrap_or(false);
+    let offline_first = ssh
+        .and_then(|s| s.get("offline_first"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut cmd = Command::new("ssh");
     cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]);
     if let Some(p) = port {
@@ -184,10 +225,17 @@ fn remote(node: &Node, host: &str, argv: &[&str]) -> Outcome {
     let out = cmd.output();
     let (ok, detail) = match out {
         Ok(o) if o.status.success() => (true, format!("{host} answered over ssh")),
-        Ok(o) => (false, format!("{host}: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Ok(o) => (
+            false,
+            format!("{host}: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        ),
         Err(e) => (false, format!("cannot run ssh: {e}")),
     };
-    Outcome { ok, warning: !ok && offline_first, detail }
+    Outcome {
+        ok,
+        warning: !ok && offline_first,
+        detail,
+    }
 }
 
 fn expand_home(path: &str) -> PathBuf {
@@ -200,17 +248,20 @@ fn expand_home(path: &str) -> PathBuf {
 /// Looks a program up on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        }
-        #[cfg(not(unix))]
-        {
-            p.is_file()
-        }
-    })
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                p.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            }
+            #[cfg(not(unix))]
+            {
+                p.is_file()
+            }
+        })
 }
 
 #[cfg(test)]
@@ -219,20 +270,45 @@ mod tests {
 
     #[test]
     fn environment_guard_refuses_a_mismatch_only() {
-        let topo = Topology { environment: Some("home".into()), ..Default::default() };
+        let topo = Topology {
+            environment: Some("home".into()),
+            ..Default::default()
+        };
         assert!(environment_guard(&topo, None).is_ok());
         assert!(environment_guard(&topo, Some("home")).is_ok());
         let err = environment_guard(&topo, Some("prod")).unwrap_err();
-        assert_eq!(err.to_string(), "wrong environment: HL_ENV is `prod` but this repo describes `home`");
+        assert_eq!(
+            err.to_string(),
+            "wrong environment: HL_ENV is `prod` but this repo describes `home`"
+        );
     }
 
     #[test]
     fn requirement_addresses() {
         for (req, want) in [
-            (Requirement::Tool { name: "talosctl".into() }, "check:tool/talosctl"),
-            (Requirement::RemoteTool { name: "docker".into(), host: "PIHA".into() }, "check:tool/docker@PIHA"),
-            (Requirement::Env { name: "PROXMOX_API_TOKEN".into() }, "check:env/PROXMOX_API_TOKEN"),
-            (Requirement::Reachable { host: "VPS".into() }, "check:ssh@VPS"),
+            (
+                Requirement::Tool {
+                    name: "talosctl".into(),
+                },
+                "check:tool/talosctl",
+            ),
+            (
+                Requirement::RemoteTool {
+                    name: "docker".into(),
+                    host: "PIHA".into(),
+                },
+                "check:tool/docker@PIHA",
+            ),
+            (
+                Requirement::Env {
+                    name: "PROXMOX_API_TOKEN".into(),
+                },
+                "check:env/PROXMOX_API_TOKEN",
+            ),
+            (
+                Requirement::Reachable { host: "VPS".into() },
+                "check:ssh@VPS",
+            ),
         ] {
             assert_eq!(address_of(&req).unwrap().to_string(), want);
         }

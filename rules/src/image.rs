@@ -5,7 +5,9 @@
 //! keys are the parameters (so a comment in a recipe changes nothing) and the files it names
 //! (cloud-init data, a packer template) are inputs.
 
-use hl_engine::{Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, RepoPath, Requirement, Rule};
+use hl_engine::{
+    Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, RepoPath, Requirement, Rule,
+};
 use serde_json::Value;
 
 use crate::{address, yaml, Ctx};
@@ -33,7 +35,9 @@ impl Rule for ImageRule {
         )))
     }
     fn requirements(&self, node: &Node) -> Vec<Requirement> {
-        let tool = |name: &str| Requirement::Tool { name: name.to_string() };
+        let tool = |name: &str| Requirement::Tool {
+            name: name.to_string(),
+        };
         let mut out: Vec<Requirement> = match node.params.get("builder").and_then(Value::as_str) {
             Some("packer") => vec![tool("packer")],
             Some("command") => node
@@ -64,7 +68,10 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let mut out = Vec::new();
     for path in ctx.list_dir(&dir)? {
         let name = path.file_name();
-        let Some(stem) = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")) else {
+        let Some(stem) = name
+            .strip_suffix(".yaml")
+            .or_else(|| name.strip_suffix(".yml"))
+        else {
             continue;
         };
         if !ctx.files.abs(&path).is_file() {
@@ -88,13 +95,21 @@ fn recipe(ctx: &Ctx, path: &RepoPath, name: &str) -> Result<Node, Error> {
     let base = path.parent();
     let mut files = Vec::new();
     for key in ["files", "inputs"] {
-        for f in params.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for f in params
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let Some(f) = f.as_str() else { continue };
             let p = base.join(f).map_err(|e| {
                 Error::repo(
                     format!("{e} ({path}: {key})"),
                     Some(yaml::locate(ctx.files, path, Some(key), f)),
-                    Some("recipe files are relative to the recipe's folder and stay in the repo".into()),
+                    Some(
+                        "recipe files are relative to the recipe's folder and stay in the repo"
+                            .into(),
+                    ),
                 )
             })?;
             if !ctx.files.abs(&p).is_file() {
@@ -123,10 +138,17 @@ fn recipe(ctx: &Ctx, path: &RepoPath, name: &str) -> Result<Node, Error> {
 /// Extra `depends_on:` addresses a recipe, machine or contract may name (order edges).
 pub fn depends_on(ctx: &Ctx, path: &RepoPath, params: &Value) -> Result<Vec<Edge>, Error> {
     let mut out = Vec::new();
-    for d in params.get("depends_on").and_then(Value::as_array).into_iter().flatten() {
+    for d in params
+        .get("depends_on")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let Some(text) = d.as_str() else { continue };
         let origin = yaml::locate(ctx.files, path, Some("depends_on"), text);
-        let to = text.parse().map_err(|e: String| Error::repo(format!("{e} ({origin})"), Some(origin.clone()), None))?;
+        let to = text.parse().map_err(|e: String| {
+            Error::repo(format!("{e} ({origin})"), Some(origin.clone()), None)
+        })?;
         out.push(Edge {
             to,
             kind: EdgeKind::Order,

@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! let files = hl_engine::FileSet::new(std::path::Path::new(".")).unwrap();
-//! let lab = hl_rules::load(&files).unwrap();
+//! let lab = hl_rules::load(&files, &[]).unwrap();
 //! println!("{} nodes", lab.nodes.len());
 //! ```
 
@@ -26,7 +26,7 @@ pub mod talos;
 pub mod vm;
 pub mod yaml;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -81,7 +81,10 @@ impl<'a> Ctx<'a> {
 
     /// Records something the user should know that is not an error (a missing layer).
     pub fn note(&self, msg: impl Into<String>) {
-        self.notes.lock().expect("no panics hold this lock").push(msg.into());
+        self.notes
+            .lock()
+            .expect("no panics hold this lock")
+            .push(msg.into());
     }
 
     /// A layout path as a checked repo path.
@@ -89,7 +92,12 @@ impl<'a> Ctx<'a> {
         RepoPath::new(configured).map_err(|e| {
             Error::repo(
                 format!("layout.{key} in {}: {e}", self.topology_path),
-                Some(yaml::locate(self.files, &self.topology_path, Some("layout"), configured)),
+                Some(yaml::locate(
+                    self.files,
+                    &self.topology_path,
+                    Some("layout"),
+                    configured,
+                )),
                 Some("layout paths are relative to the repo root".into()),
             )
         })
@@ -117,7 +125,10 @@ impl<'a> Ctx<'a> {
             format!("{what} names unknown host `{name}` ({origin})"),
             Some(origin),
             Some(match best {
-                Some((_, h)) => format!("did you mean `{h}`? hosts are listed in {}", self.topology_path),
+                Some((_, h)) => format!(
+                    "did you mean `{h}`? hosts are listed in {}",
+                    self.topology_path
+                ),
                 None => format!("add it to the nodes of {}", self.topology_path),
             }),
         )
@@ -155,11 +166,15 @@ pub struct Homelab {
     pub nodes: Vec<Node>,
     /// Things the user should know (a layer that is absent, hosts without inventory entries).
     pub notes: Vec<String>,
+    /// For each removed node, the checks deleting it needs.
+    pub removed_needs: BTreeMap<Address, Vec<Address>>,
 }
 
 /// Loads the homelab at the root of `files`: the inventory, then every kind's nodes, then the
-/// L0 checks their changes would need.
-pub fn load(files: &FileSet) -> Result<Homelab, Error> {
+/// L0 checks their changes would need. `removed` are nodes recorded in the state but gone from
+/// the repo: deleting them needs a runway too (the host reachable, docker on it), so their
+/// checks are derived as well and returned in [`Homelab::removed_needs`].
+pub fn load(files: &FileSet, removed: &[Node]) -> Result<Homelab, Error> {
     let topology_path = ROOT_MARKERS
         .iter()
         .map(|m| RepoPath::new(m).expect("markers are valid paths"))
@@ -187,7 +202,22 @@ pub fn load(files: &FileSet) -> Result<Homelab, Error> {
     nodes.extend(k8s::discover(&ctx)?);
     nodes.extend(compose::discover(&ctx)?);
     let registry = registry();
-    let checks = check::derive(&ctx, &registry, &mut nodes)?;
+    let mut checks = check::derive(&ctx, &registry, &mut nodes)?;
+    let mut ghosts: Vec<Node> = removed
+        .iter()
+        .filter(|n| registry.rule(n.address.kind()).is_ok())
+        .cloned()
+        .collect();
+    let known: BTreeSet<Address> = checks.iter().map(|c| c.address.clone()).collect();
+    checks.extend(
+        check::derive(&ctx, &registry, &mut ghosts)?
+            .into_iter()
+            .filter(|c| !known.contains(&c.address)),
+    );
+    let removed_needs = ghosts
+        .into_iter()
+        .map(|g| (g.address, g.edges.into_iter().map(|e| e.to).collect()))
+        .collect();
     nodes.extend(checks);
     let notes = ctx.notes.into_inner().expect("no panics hold this lock");
     Ok(Homelab {
@@ -195,10 +225,17 @@ pub fn load(files: &FileSet) -> Result<Homelab, Error> {
         topology_path,
         nodes,
         notes,
+        removed_needs,
     })
 }
 
 /// The address of a node kind and name, for loaders (names come from files, so they are checked).
-pub fn address(kind: &str, name: &str, host: Option<&str>, origin: &Origin) -> Result<Address, Error> {
-    Address::new(kind, name, host).map_err(|e| Error::repo(format!("{e} ({origin})"), Some(origin.clone()), None))
+pub fn address(
+    kind: &str,
+    name: &str,
+    host: Option<&str>,
+    origin: &Origin,
+) -> Result<Address, Error> {
+    Address::new(kind, name, host)
+        .map_err(|e| Error::repo(format!("{e} ({origin})"), Some(origin.clone()), None))
 }

@@ -10,9 +10,17 @@ use crate::yaml;
 /// Whether a variable name looks like it holds a secret.
 pub fn secret_like(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "TOKEN", "SECRET", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "SECRET",
+        "PRIVATE_KEY",
+        "API_KEY",
+        "ACCESS_KEY",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
         || n.ends_with("_KEY")
 }
 
@@ -38,13 +46,21 @@ pub fn check_environment(env: &Value, path: &RepoPath, files: &FileSet) -> Resul
     let pairs: Vec<(String, String)> = match env {
         Value::Object(m) => m
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
             .filter(|(_, v)| v != "null")
             .collect(),
         Value::Array(a) => a
             .iter()
             .filter_map(Value::as_str)
-            .filter_map(|s| s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -98,7 +114,12 @@ mod tests {
 
     #[test]
     fn literal_values_only() {
-        for (v, want) in [("hunter2", true), ("${DB_PASSWORD}", false), ("", false), ("/run/secrets/db", false)] {
+        for (v, want) in [
+            ("hunter2", true),
+            ("${DB_PASSWORD}", false),
+            ("", false),
+            ("/run/secrets/db", false),
+        ] {
             assert_eq!(literal(v), want, "{v}");
         }
     }

@@ -4,7 +4,10 @@
 //! made anew, not edited. Changing the hypervisor, the provider or the vmid replaces it too;
 //! cores and memory are changed in place.
 
-use hl_engine::{canonical_pretty, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, Requirement, Rule};
+use hl_engine::{
+    canonical_pretty, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx,
+    Requirement, Rule,
+};
 use serde_json::{json, Value};
 
 use crate::{address, image, yaml, Ctx};
@@ -39,11 +42,21 @@ impl Rule for VmRule {
     }
     fn requirements(&self, node: &Node) -> Vec<Requirement> {
         let mut out = Vec::new();
-        if node.params.get("provider").and_then(Value::as_str).unwrap_or("proxmox") == "proxmox" {
-            out.push(Requirement::Env { name: "PROXMOX_API_TOKEN".into() });
+        if node
+            .params
+            .get("provider")
+            .and_then(Value::as_str)
+            .unwrap_or("proxmox")
+            == "proxmox"
+        {
+            out.push(Requirement::Env {
+                name: "PROXMOX_API_TOKEN".into(),
+            });
         }
         if let Some(h) = node.params.get("hypervisor").and_then(Value::as_str) {
-            out.push(Requirement::Reachable { host: h.to_string() });
+            out.push(Requirement::Reachable {
+                host: h.to_string(),
+            });
         }
         out
     }
@@ -64,19 +77,27 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
             return Err(ctx.unknown_host("the folder", &host, origin));
         }
         let params = yaml::one(ctx.files, &path)?;
-        let hypervisor = params.get("hypervisor").and_then(Value::as_str).ok_or_else(|| {
-            Error::repo(
-                format!("{path} names no hypervisor"),
-                Some(origin.clone()),
-                Some("add `hypervisor: <HOST>`, the inventory host that runs this VM".into()),
-            )
-        })?;
+        let hypervisor = params
+            .get("hypervisor")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::repo(
+                    format!("{path} names no hypervisor"),
+                    Some(origin.clone()),
+                    Some("add `hypervisor: <HOST>`, the inventory host that runs this VM".into()),
+                )
+            })?;
         if !ctx.topology.hosts.is_empty() && !ctx.topology.hosts.contains_key(hypervisor) {
             let at = yaml::locate(ctx.files, &path, Some("hypervisor"), hypervisor);
             return Err(ctx.unknown_host(&format!("{path}: hypervisor"), hypervisor, at));
         }
         let mut edges = image::depends_on(ctx, &path, &params)?;
-        for disk in params.get("disks").and_then(Value::as_array).into_iter().flatten() {
+        for disk in params
+            .get("disks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(img) = disk.get("image").and_then(Value::as_str) {
                 let at = yaml::locate(ctx.files, &path, Some("image"), img);
                 edges.push(Edge {

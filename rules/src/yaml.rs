@@ -17,7 +17,10 @@ fn syntax_error(path: &RepoPath, e: &serde_yaml_ng::Error) -> Error {
     // serde_yaml_ng appends " at line X column Y"; the origin carries that already.
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     Error::repo(
-        format!("malformed YAML in {}: {msg}", origin.as_ref().map_or(path.to_string(), |o| o.to_string())),
+        format!(
+            "malformed YAML in {}: {msg}",
+            origin.as_ref().map_or(path.to_string(), |o| o.to_string())
+        ),
         origin.or_else(|| Some(Origin::file(path.clone()))),
         Some("fix the YAML at the marked position; `yamllint` shows the same".into()),
     )
@@ -34,7 +37,8 @@ pub fn docs(files: &FileSet, path: &RepoPath) -> Result<Vec<Value>, Error> {
 pub fn docs_of(text: &str, path: &RepoPath) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
     for de in serde_yaml_ng::Deserializer::from_str(text) {
-        let mut y: Yaml = serde::Deserialize::deserialize(de).map_err(|e| syntax_error(path, &e))?;
+        let mut y: Yaml =
+            serde::Deserialize::deserialize(de).map_err(|e| syntax_error(path, &e))?;
         y.apply_merge().map_err(|e| syntax_error(path, &e))?;
         if !y.is_null() {
             out.push(to_json(y));
@@ -66,7 +70,10 @@ pub fn typed<T: DeserializeOwned>(files: &FileSet, path: &RepoPath) -> Result<T,
         let mut docs = docs_of(&text, path)?;
         if docs.len() > 1 {
             return Err(Error::repo(
-                format!("{path} holds {} YAML documents where one is expected", docs.len()),
+                format!(
+                    "{path} holds {} YAML documents where one is expected",
+                    docs.len()
+                ),
                 Some(Origin::file(path.clone())),
                 None,
             ));
@@ -76,18 +83,21 @@ pub fn typed<T: DeserializeOwned>(files: &FileSet, path: &RepoPath) -> Result<T,
     serde_json::from_value(value).map_err(|e| {
         // Re-parse typed for a location; works whenever the file has no merge keys.
         let located = serde_yaml_ng::from_str::<T>(&text).err();
-        let origin = located
-            .as_ref()
-            .and_then(|e| e.location())
-            .map(|l| Origin {
-                path: path.clone(),
-                line: l.line() as u32,
-                col: l.column() as u32,
-            });
+        let origin = located.as_ref().and_then(|e| e.location()).map(|l| Origin {
+            path: path.clone(),
+            line: l.line() as u32,
+            col: l.column() as u32,
+        });
         Error::repo(
-            format!("invalid {}: {e}", origin.as_ref().map_or(path.to_string(), |o| o.to_string())),
+            format!(
+                "invalid {}: {e}",
+                origin.as_ref().map_or(path.to_string(), |o| o.to_string())
+            ),
             origin.or_else(|| Some(Origin::file(path.clone()))),
-            Some(format!("see docs/layout.md for the keys `{}` takes", path.file_name())),
+            Some(format!(
+                "see docs/layout.md for the keys `{}` takes",
+                path.file_name()
+            )),
         )
     })
 }
@@ -130,10 +140,24 @@ pub fn to_json(y: Yaml) -> Value {
 /// Where `needle` is first written in `path` at or after the line holding `after` (when given):
 /// a best-effort origin for references, since YAML values carry no positions once parsed.
 pub fn locate(files: &FileSet, path: &RepoPath, after: Option<&str>, needle: &str) -> Origin {
+    locate_nth(files, path, after, needle, 1)
+}
+
+/// Like [`locate`], for the `n`th (1-based) occurrence; a match must stand as a whole token, so
+/// `kube-cp-1` does not match inside `kube-cp-10`.
+pub fn locate_nth(
+    files: &FileSet,
+    path: &RepoPath,
+    after: Option<&str>,
+    needle: &str,
+    n: usize,
+) -> Origin {
     let Ok(text) = files.read_str(path) else {
         return Origin::file(path.clone());
     };
+    let token = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
     let mut armed = after.is_none();
+    let mut seen = 0;
     for (i, line) in text.lines().enumerate() {
         if !armed {
             armed = after.is_some_and(|a| line.contains(a));
@@ -141,12 +165,22 @@ pub fn locate(files: &FileSet, path: &RepoPath, after: Option<&str>, needle: &st
                 continue;
             }
         }
-        if let Some(col) = line.find(needle) {
-            return Origin {
-                path: path.clone(),
-                line: i as u32 + 1,
-                col: col as u32 + 1,
-            };
+        for (col, _) in line.match_indices(needle) {
+            let before = line[..col].chars().next_back();
+            let after_c = line[col + needle.len()..].chars().next();
+            let starts = needle.chars().next().is_some_and(token);
+            let ends = needle.chars().next_back().is_some_and(token);
+            if (starts && before.is_some_and(token)) || (ends && after_c.is_some_and(token)) {
+                continue;
+            }
+            seen += 1;
+            if seen == n {
+                return Origin {
+                    path: path.clone(),
+                    line: i as u32 + 1,
+                    col: col as u32 + 1,
+                };
+            }
         }
     }
     Origin::file(path.clone())
@@ -154,14 +188,15 @@ pub fn locate(files: &FileSet, path: &RepoPath, after: Option<&str>, needle: &st
 
 /// Whether a parsed document is SOPS-encrypted (it carries SOPS metadata).
 pub fn is_sops(doc: &Value) -> bool {
-    doc.get("sops")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.contains_key("mac") || m.contains_key("version") || m.contains_key("lastmodified"))
+    doc.get("sops").and_then(Value::as_object).is_some_and(|m| {
+        m.contains_key("mac") || m.contains_key("version") || m.contains_key("lastmodified")
+    })
 }
 
 /// Whether a file's raw text is SOPS-encrypted, for formats other than YAML (dotenv, ini).
 pub fn text_is_sops(text: &str) -> bool {
-    text.contains("ENC[AES256_GCM,") && (text.contains("sops_version") || text.contains("sops_mac") || text.contains("sops:"))
+    text.contains("ENC[AES256_GCM,")
+        && (text.contains("sops_version") || text.contains("sops_mac") || text.contains("sops:"))
 }
 
 #[cfg(test)]
@@ -178,7 +213,10 @@ mod tests {
         let text = "x-logging: &log\n  driver: json-file\nservices:\n  a:\n    <<: {image: busybox}\n    logging: *log\n---\n---\nkind: Second\n";
         let docs = docs_of(text, &p()).unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0]["services"]["a"], json!({"image": "busybox", "logging": {"driver": "json-file"}}));
+        assert_eq!(
+            docs[0]["services"]["a"],
+            json!({"image": "busybox", "logging": {"driver": "json-file"}})
+        );
         assert_eq!(docs[1], json!({"kind": "Second"}));
     }
 
@@ -188,12 +226,19 @@ mod tests {
         let o = err.origin().unwrap();
         assert_eq!(o.path, p());
         assert!(o.line >= 3, "line {}", o.line);
-        assert!(err.to_string().starts_with("malformed YAML in services/x/docker-compose.yml:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("malformed YAML in services/x/docker-compose.yml:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn flux_substitutions_stay_text() {
         let docs = docs_of("host: app.${SECRET_DOMAIN}\nreplicas: ${REPLICAS}\n", &p()).unwrap();
-        assert_eq!(docs[0], json!({"host": "app.${SECRET_DOMAIN}", "replicas": "${REPLICAS}"}));
+        assert_eq!(
+            docs[0],
+            json!({"host": "app.${SECRET_DOMAIN}", "replicas": "${REPLICAS}"})
+        );
     }
 }

@@ -27,8 +27,12 @@ pub struct CheckArgs {
 pub fn run(opts: &Options, args: CheckArgs) -> Result<u8, Error> {
     let s = Session::open(opts)?;
     let plan = s.selected_plan(&args.select.selector()?)?;
+    s.save_stat_cache()?;
     let checks: Vec<_> = if args.all {
-        s.graph.nodes().filter(|n| n.address.kind() == "check").collect()
+        s.graph
+            .nodes()
+            .filter(|n| n.address.kind() == "check")
+            .collect()
     } else {
         plan.steps
             .iter()
@@ -49,11 +53,18 @@ pub fn run(opts: &Options, args: CheckArgs) -> Result<u8, Error> {
             "checks": results.iter().map(|(a, o)| json!({"address": a, "ok": o.ok, "warning": o.warning, "detail": o.detail})).collect::<Vec<_>>(),
             "failed": failed,
         });
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
+        );
     } else {
         let mut out = String::new();
         let env = s.lab.topology.environment.as_deref().unwrap_or("(unnamed)");
-        let _ = writeln!(out, "L0 runway: {} checks for environment `{env}`", results.len());
+        let _ = writeln!(
+            out,
+            "L0 runway: {} checks for environment `{env}`",
+            results.len()
+        );
         for (a, o) in &results {
             let mark = match (o.ok, o.warning) {
                 (true, _) => "ok  ",
@@ -62,7 +73,15 @@ pub fn run(opts: &Options, args: CheckArgs) -> Result<u8, Error> {
             };
             let _ = writeln!(out, "  {mark}  {a}  {}", o.detail);
         }
-        let _ = writeln!(out, "{}", if failed == 0 { "Runway clear.".to_string() } else { format!("{failed} checks failed: fix them before applying.") });
+        let _ = writeln!(
+            out,
+            "{}",
+            if failed == 0 {
+                "Runway clear.".to_string()
+            } else {
+                format!("{failed} checks failed: fix them before applying.")
+            }
+        );
         print!("{out}");
     }
     Ok(if failed == 0 { 0 } else { 1 })

@@ -36,6 +36,7 @@ pub fn run(opts: &Options, args: GraphArgs) -> Result<u8, Error> {
     let sel = args.select.selector()?;
     let all = s.graph.addresses();
     sel.check_targets(&all)?;
+    s.save_stat_cache()?;
     // The selection and everything it depends on.
     let mut keep: BTreeSet<Address> = s
         .graph
@@ -64,9 +65,15 @@ pub fn run(opts: &Options, args: GraphArgs) -> Result<u8, Error> {
     let mut out = String::new();
     match args.format {
         Format::Dot => {
-            out.push_str("digraph hl {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+            out.push_str(
+                "digraph hl {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+            );
             for (layer, addrs) in &by_layer {
-                let _ = writeln!(out, "  subgraph cluster_{layer} {{\n    label=\"{}\";", layer.title());
+                let _ = writeln!(
+                    out,
+                    "  subgraph cluster_{layer} {{\n    label=\"{}\";",
+                    layer.title()
+                );
                 for a in addrs {
                     let _ = writeln!(out, "    \"{a}\";");
                 }
@@ -80,7 +87,10 @@ pub fn run(opts: &Options, args: GraphArgs) -> Result<u8, Error> {
                             EdgeKind::Order => "dashed",
                             EdgeKind::Placement => "dotted",
                         };
-                        let _ = writeln!(out, "  \"{d}\" -> \"{a}\" [label=\"{kind}\", style={style}];");
+                        let _ = writeln!(
+                            out,
+                            "  \"{d}\" -> \"{a}\" [label=\"{kind}\", style={style}];"
+                        );
                     }
                 }
             }

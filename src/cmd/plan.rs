@@ -23,6 +23,7 @@ pub struct PlanArgs {
 pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     let session = Session::open(opts)?;
     let plan = session.selected_plan(&args.select.selector()?)?;
+    session.save_stat_cache()?;
     let stats = session.files.stats.snapshot();
     if args.json {
         let v = render::json(
@@ -32,7 +33,10 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
             &session.lab.notes,
             args.stats.then_some(stats),
         );
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
+        );
     } else {
         print!("{}", render::human(&plan));
     }

@@ -22,12 +22,23 @@ pub struct ShowArgs {
 pub fn run(opts: &Options, args: ShowArgs) -> Result<u8, Error> {
     let s = Session::open(opts)?;
     let addr = s.address(&args.address)?;
+    s.save_stat_cache()?;
     let node = s.graph.get(&addr);
     let ev = s.eval.get(&addr);
     let rec = s.state.get(&addr);
     let step = s.plan.step(&addr);
-    let deps: Vec<_> = s.graph.deps(&addr).into_iter().map(|(a, k)| json!({"address": a, "edge": k})).collect();
-    let dependents: Vec<_> = s.graph.dependents(&addr).into_iter().map(|(a, k)| json!({"address": a, "edge": k})).collect();
+    let deps: Vec<_> = s
+        .graph
+        .deps(&addr)
+        .into_iter()
+        .map(|(a, k)| json!({"address": a, "edge": k}))
+        .collect();
+    let dependents: Vec<_> = s
+        .graph
+        .dependents(&addr)
+        .into_iter()
+        .map(|(a, k)| json!({"address": a, "edge": k}))
+        .collect();
     let v = json!({
         "address": addr,
         "kind": addr.kind(),
@@ -45,7 +56,10 @@ pub fn run(opts: &Options, args: ShowArgs) -> Result<u8, Error> {
         "plan": step.map(|s| s.action),
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
+        );
         return Ok(0);
     }
     let mut out = String::new();
@@ -57,16 +71,35 @@ pub fn run(opts: &Options, args: ShowArgs) -> Result<u8, Error> {
     if let Some(n) = node {
         let _ = writeln!(out, "  declared  {}", n.origin);
         if !n.labels.is_empty() {
-            let _ = writeln!(out, "  labels    {}", n.labels.iter().cloned().collect::<Vec<_>>().join(" "));
+            let _ = writeln!(
+                out,
+                "  labels    {}",
+                n.labels.iter().cloned().collect::<Vec<_>>().join(" ")
+            );
         }
     }
     if let Some(e) = ev {
         let _ = writeln!(out, "  input     {}", e.input);
-        let _ = writeln!(out, "  output    {}{}", e.output, if e.built { "" } else { "  (input-addressed: not built yet)" });
+        let _ = writeln!(
+            out,
+            "  output    {}{}",
+            e.output,
+            if e.built {
+                ""
+            } else {
+                "  (input-addressed: not built yet)"
+            }
+        );
     }
     match rec {
         Some(r) => {
-            let _ = writeln!(out, "  recorded  input {} output {} (via {})", r.input.short(), r.output.short(), r.via);
+            let _ = writeln!(
+                out,
+                "  recorded  input {} output {} (via {})",
+                r.input.short(),
+                r.output.short(),
+                r.via
+            );
         }
         None => {
             let _ = writeln!(out, "  recorded  nothing (not applied or adopted yet)");
@@ -81,7 +114,10 @@ pub fn run(opts: &Options, args: ShowArgs) -> Result<u8, Error> {
             let _ = writeln!(out, "    {}  {p}", d.short());
         }
     }
-    for (title, list) in [("depends on", s.graph.deps(&addr)), ("needed by", s.graph.dependents(&addr))] {
+    for (title, list) in [
+        ("depends on", s.graph.deps(&addr)),
+        ("needed by", s.graph.dependents(&addr)),
+    ] {
         if !list.is_empty() {
             let _ = writeln!(out, "  {title}");
             for (a, k) in list {

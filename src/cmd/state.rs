@@ -29,9 +29,16 @@ pub fn run(opts: &Options, cmd: StateCommand) -> Result<u8, Error> {
     let s = Session::open(opts)?;
     match cmd {
         StateCommand::List => {
+            s.save_stat_cache()?;
             let mut out = String::new();
             for (a, r) in &s.state.nodes {
-                let _ = writeln!(out, "{a}  {}  output {}  (via {})", r.layer, r.output.short(), r.via);
+                let _ = writeln!(
+                    out,
+                    "{a}  {}  output {}  (via {})",
+                    r.layer,
+                    r.output.short(),
+                    r.via
+                );
             }
             if s.state.nodes.is_empty() {
                 out.push_str("The state is empty: nothing applied or adopted yet.\n");
@@ -48,6 +55,7 @@ fn adopt(s: &Session, args: AdoptArgs) -> Result<u8, Error> {
     let mut known = s.graph.addresses();
     known.extend(s.state.nodes.keys());
     sel.check_targets(&known)?;
+    s.save_stat_cache()?;
     let mut state = s.state.clone();
     let mut adopted = 0;
     for node in s.graph.nodes() {
@@ -79,6 +87,9 @@ fn adopt(s: &Session, args: AdoptArgs) -> Result<u8, Error> {
     }
     ensure_hl_dir(&s.root)?;
     state.save(&state_path(&s.root))?;
-    println!("Adopted {adopted} nodes ({} recorded in all). Nothing else was changed.", state.nodes.len());
+    println!(
+        "Adopted {adopted} nodes ({} recorded in all). Nothing else was changed.",
+        state.nodes.len()
+    );
     Ok(0)
 }

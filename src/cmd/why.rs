@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use clap::Args;
 use hl_cache::Fetched;
-use hl_engine::{Action, Address, Cause, Digest, Error, Content, RepoPath};
+use hl_engine::{Action, Address, Cause, Content, Digest, Error, RepoPath};
 
 use crate::render::cause_line;
 use crate::session::{Options, Session};
@@ -22,6 +22,7 @@ pub struct WhyArgs {
 pub fn run(opts: &Options, args: WhyArgs) -> Result<u8, Error> {
     let session = Session::open(opts)?;
     let addr = session.address(&args.address)?;
+    session.save_stat_cache()?;
     let mut out = String::new();
     let mut seen = BTreeSet::new();
     explain(&session, &addr, 0, &mut seen, &mut out)?;
@@ -29,7 +30,13 @@ pub fn run(opts: &Options, args: WhyArgs) -> Result<u8, Error> {
     Ok(0)
 }
 
-fn explain(s: &Session, addr: &Address, depth: usize, seen: &mut BTreeSet<Address>, out: &mut String) -> Result<(), Error> {
+fn explain(
+    s: &Session,
+    addr: &Address,
+    depth: usize,
+    seen: &mut BTreeSet<Address>,
+    out: &mut String,
+) -> Result<(), Error> {
     let pad = "  ".repeat(depth);
     let Some(step) = s.plan.step(addr) else {
         let _ = writeln!(out, "{pad}{addr}: not in the plan");
@@ -50,15 +57,22 @@ fn explain(s: &Session, addr: &Address, depth: usize, seen: &mut BTreeSet<Addres
         return Ok(());
     }
     if step.action == Action::NoOp && step.causes.is_empty() {
-        let _ = writeln!(out, "{pad}  nothing changed: its input hash is the one recorded");
+        let _ = writeln!(
+            out,
+            "{pad}  nothing changed: its input hash is the one recorded"
+        );
         return Ok(());
     }
     for cause in &step.causes {
         let _ = writeln!(out, "{pad}  because {}", cause_line(cause));
         match cause {
-            Cause::File { path, old, new, .. } => diff(s, path, *old, *new, &format!("{pad}    "), out)?,
+            Cause::File { path, old, new, .. } => {
+                diff(s, path, *old, *new, &format!("{pad}    "), out)?
+            }
             Cause::Dependency { address, old, new } => {
-                let short = |d: &Option<Digest<hl_engine::Output>>| d.map_or("(none)".into(), |d| d.short());
+                let short = |d: &Option<Digest<hl_engine::Output>>| {
+                    d.map_or("(none)".into(), |d| d.short())
+                };
                 let _ = writeln!(out, "{pad}    output {} -> {}", short(old), short(new));
                 explain(s, address, depth + 2, seen, out)?;
             }
@@ -71,7 +85,14 @@ fn explain(s: &Session, addr: &Address, depth: usize, seen: &mut BTreeSet<Addres
 
 /// The changed lines of a file: the recorded content comes from the store (kept there by
 /// `hl state adopt` and `hl apply`), the current content from the work tree.
-fn diff(s: &Session, path: &RepoPath, old: Option<Digest<Content>>, new: Option<Digest<Content>>, pad: &str, out: &mut String) -> Result<(), Error> {
+fn diff(
+    s: &Session,
+    path: &RepoPath,
+    old: Option<Digest<Content>>,
+    new: Option<Digest<Content>>,
+    pad: &str,
+    out: &mut String,
+) -> Result<(), Error> {
     let old_text = match old {
         None => Some(String::new()),
         Some(d) => match s.caches.store.get(d.bytes())? {
@@ -84,13 +105,20 @@ fn diff(s: &Session, path: &RepoPath, old: Option<Digest<Content>>, new: Option<
         Some(_) => s.files.read_str(path).unwrap_or_default(),
     };
     let Some(old_text) = old_text else {
-        let _ = writeln!(out, "{pad}(the recorded content of {path} is not in the cache; only its hash is known)");
+        let _ = writeln!(
+            out,
+            "{pad}(the recorded content of {path} is not in the cache; only its hash is known)"
+        );
         return Ok(());
     };
     let d = similar::TextDiff::from_lines(&old_text, &new_text);
     let old_name = format!("a/{path}");
     let new_name = format!("b/{path}");
-    let text = d.unified_diff().context_radius(1).header(&old_name, &new_name).to_string();
+    let text = d
+        .unified_diff()
+        .context_radius(1)
+        .header(&old_name, &new_name)
+        .to_string();
     for line in text.lines().take(200) {
         let _ = writeln!(out, "{pad}{line}");
     }

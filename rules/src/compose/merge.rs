@@ -7,7 +7,13 @@
 use serde_json::{Map, Value};
 
 /// Keys whose sequences are written either as `K=V` lists or as maps, and merge as maps.
-const MAP_LIKE: &[&str] = &["environment", "labels", "extra_hosts", "sysctls", "annotations"];
+const MAP_LIKE: &[&str] = &[
+    "environment",
+    "labels",
+    "extra_hosts",
+    "sysctls",
+    "annotations",
+];
 /// Keys whose entries are keyed by their container path.
 const BY_TARGET: &[&str] = &["volumes", "devices"];
 /// Keys the override replaces outright.
@@ -78,7 +84,9 @@ pub fn target(entry: &Value) -> Option<String> {
 pub fn merge(base: &mut Value, over: &Value, key: &str) {
     match (base, over) {
         (b, o) if REPLACED.contains(&key) => *b = o.clone(),
-        (b @ Value::Array(_), o @ (Value::Array(_) | Value::Object(_))) if MAP_LIKE.contains(&key) => {
+        (b @ Value::Array(_), o @ (Value::Array(_) | Value::Object(_)))
+            if MAP_LIKE.contains(&key) =>
+        {
             let mut m = as_map(b);
             m.extend(as_map(o));
             *b = Value::Object(m);

@@ -21,7 +21,12 @@ use serde_json::{json, Value};
 use crate::{address, secrets, yaml, Ctx};
 
 /// Compose file names, in the order docker compose looks for them.
-pub const COMPOSE_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+pub const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
 const OVERRIDE_FILES: [&str; 4] = [
     "docker-compose.override.yml",
     "docker-compose.override.yaml",
@@ -51,7 +56,10 @@ impl Rule for ComposeRule {
         // project's relative bind mounts resolve inside the release exactly as in the repo.
         let mut art = Artifact::default();
         let project = project(ctx.files, &p)?;
-        art.files.insert("compose.yaml".into(), canonical_pretty(&project).into_bytes());
+        art.files.insert(
+            "compose.yaml".into(),
+            canonical_pretty(&project).into_bytes(),
+        );
         let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
         for f in &node.files {
             if f.as_str() == p.compose || p.override_file.as_deref() == Some(f.as_str()) {
@@ -64,7 +72,10 @@ impl Rule for ComposeRule {
             if name == "service.yaml" {
                 // Canonical, so a comment in the contract does not redeploy the service.
                 let contract = yaml::one(ctx.files, f)?;
-                art.files.insert("hl-service.json".into(), canonical_pretty(&contract).into_bytes());
+                art.files.insert(
+                    "hl-service.json".into(),
+                    canonical_pretty(&contract).into_bytes(),
+                );
             } else {
                 art.files.insert(name, ctx.files.read(f)?.to_vec());
             }
@@ -75,7 +86,10 @@ impl Rule for ComposeRule {
         let host = node.address.host().unwrap_or_default().to_string();
         vec![
             Requirement::Reachable { host: host.clone() },
-            Requirement::RemoteTool { name: "docker".into(), host },
+            Requirement::RemoteTool {
+                name: "docker".into(),
+                host,
+            },
         ]
     }
 }
@@ -142,12 +156,19 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
         ctx.note(format!(
             "no compose services placed (no {}/<HOST>/services.yaml{}): no compose nodes",
             ctx.topology.layout.hosts,
-            if ctx.topology.layout.stacks.is_some() { " and no stack matches layout.stacks" } else { "" }
+            if ctx.topology.layout.stacks.is_some() {
+                " and no stack matches layout.stacks"
+            } else {
+                ""
+            }
         ));
     }
     let mut hosts_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for p in &placements {
-        hosts_of.entry(p.svc.clone()).or_default().insert(p.host.clone());
+        hosts_of
+            .entry(p.svc.clone())
+            .or_default()
+            .insert(p.host.clone());
     }
     placements.iter().map(|p| node(ctx, p, &hosts_of)).collect()
 }
@@ -181,6 +202,8 @@ fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
             };
             let origin = yaml::locate(ctx.files, &file, None, &svc);
             if !seen.insert(svc.clone()) {
+                // Point at the second listing: that is the one to delete.
+                let origin = yaml::locate_nth(ctx.files, &file, None, &svc, 2);
                 return Err(Error::repo(
                     format!("{svc} is placed twice on {host} ({origin})"),
                     Some(origin),
@@ -188,7 +211,12 @@ fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
                 ));
             }
             if !known_services.contains(&svc) {
-                return Err(unknown_service(&svc, &known_services, &services_dir, origin));
+                return Err(unknown_service(
+                    &svc,
+                    &known_services,
+                    &services_dir,
+                    origin,
+                ));
             }
             let exposure = exposure.unwrap_or_else(|| "internal".into());
             if !EXPOSURES.contains(&exposure.as_str()) {
@@ -233,7 +261,13 @@ fn from_stacks(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
     };
     let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     let mut found = Vec::new();
-    walk_pattern(ctx, RepoPath::root(), &segments, BTreeMap::new(), &mut found)?;
+    walk_pattern(
+        ctx,
+        RepoPath::root(),
+        &segments,
+        BTreeMap::new(),
+        &mut found,
+    )?;
     let mut out = Vec::new();
     for (file, vars) in found {
         let (Some(host), Some(stack)) = (vars.get("host"), vars.get("stack")) else {
@@ -280,7 +314,9 @@ fn walk_pattern(
         }
         Ok(())
     } else {
-        let next = at.join(seg).map_err(|e| Error::repo(format!("layout.stacks: {e}"), None, None))?;
+        let next = at
+            .join(seg)
+            .map_err(|e| Error::repo(format!("layout.stacks: {e}"), None, None))?;
         walk_pattern(ctx, next, rest, vars, out)
     }
 }
@@ -292,7 +328,11 @@ fn first_existing(ctx: &Ctx, dir: &RepoPath, names: &[&str]) -> Option<RepoPath>
         .find(|p| ctx.files.abs(p).is_file())
 }
 
-fn node(ctx: &Ctx, p: &Placement, hosts_of: &BTreeMap<String, BTreeSet<String>>) -> Result<Node, Error> {
+fn node(
+    ctx: &Ctx,
+    p: &Placement,
+    hosts_of: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<Node, Error> {
     let addr = address("compose", &p.svc, Some(&p.host), &p.origin)?;
     let compose = first_existing(ctx, &p.dir, &COMPOSE_FILES).ok_or_else(|| {
         Error::repo(
@@ -316,7 +356,10 @@ fn node(ctx: &Ctx, p: &Placement, hosts_of: &BTreeMap<String, BTreeSet<String>>)
         override_file: override_file.as_ref().map(|o| o.as_str().to_string()),
     };
     let merged = project(ctx.files, &params)?;
-    for source in [Some(&compose), override_file.as_ref()].into_iter().flatten() {
+    for source in [Some(&compose), override_file.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         check_secrets(ctx, &yaml::one(ctx.files, source)?, source)?;
     }
     files.extend(mounts::inputs(ctx, &merged, &p.dir, &compose)?);
@@ -326,7 +369,13 @@ fn node(ctx: &Ctx, p: &Placement, hosts_of: &BTreeMap<String, BTreeSet<String>>)
     if ctx.files.abs(&contract_path).is_file() {
         let contract = yaml::one(ctx.files, &contract_path)?;
         files.push(contract_path.clone());
-        edges.extend(dependency_edges(ctx, p, &contract, &contract_path, hosts_of)?);
+        edges.extend(dependency_edges(
+            ctx,
+            p,
+            &contract,
+            &contract_path,
+            hosts_of,
+        )?);
         check_requires(ctx, p, &contract, &contract_path)?;
     }
     for extra in ["env.example", "healthcheck.sh"] {
@@ -430,7 +479,12 @@ fn dependency_edges(
 }
 
 /// Refuses a service placed on a host that lacks what its contract `requires` (a GPU, an arch).
-fn check_requires(ctx: &Ctx, p: &Placement, contract: &Value, path: &RepoPath) -> Result<(), Error> {
+fn check_requires(
+    ctx: &Ctx,
+    p: &Placement,
+    contract: &Value,
+    path: &RepoPath,
+) -> Result<(), Error> {
     let Some(req) = contract.get("requires").and_then(Value::as_object) else {
         return Ok(());
     };
@@ -442,18 +496,29 @@ fn check_requires(ctx: &Ctx, p: &Placement, contract: &Value, path: &RepoPath) -
     } else {
         Value::Null
     };
-    let has_gpu = caps.get("gpu").is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false)));
+    let has_gpu = caps
+        .get("gpu")
+        .is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false)));
     if req.get("gpu") == Some(&Value::Bool(true)) && !has_gpu {
         return Err(Error::repo(
-            format!("{} requires a GPU but {} has none ({caps_path})", p.svc, p.host),
+            format!(
+                "{} requires a GPU but {} has none ({caps_path})",
+                p.svc, p.host
+            ),
             Some(yaml::locate(ctx.files, path, Some("requires"), "gpu")),
             Some("place it on a host whose capabilities.yaml lists a gpu".into()),
         ));
     }
-    if let (Some(want), Some(have)) = (req.get("arch").and_then(Value::as_str), caps.get("arch").and_then(Value::as_str)) {
+    if let (Some(want), Some(have)) = (
+        req.get("arch").and_then(Value::as_str),
+        caps.get("arch").and_then(Value::as_str),
+    ) {
         if want != have {
             return Err(Error::repo(
-                format!("{} requires arch {want} but {} is {have} ({caps_path})", p.svc, p.host),
+                format!(
+                    "{} requires arch {want} but {} is {have} ({caps_path})",
+                    p.svc, p.host
+                ),
                 Some(yaml::locate(ctx.files, path, Some("requires"), "arch")),
                 None,
             ));

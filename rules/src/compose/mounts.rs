@@ -9,11 +9,21 @@ use serde_json::Value;
 use crate::{secrets, yaml, Ctx};
 
 /// The input files of a merged project whose folder is `dir`.
-pub fn inputs(ctx: &Ctx, project: &Value, dir: &RepoPath, compose: &RepoPath) -> Result<Vec<RepoPath>, Error> {
+pub fn inputs(
+    ctx: &Ctx,
+    project: &Value,
+    dir: &RepoPath,
+    compose: &RepoPath,
+) -> Result<Vec<RepoPath>, Error> {
     let mut out = Vec::new();
     let services = project.get("services").and_then(Value::as_object);
     for svc in services.into_iter().flat_map(|m| m.values()) {
-        for vol in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        for vol in svc
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(src) = bind_source(vol) {
                 add_tree(ctx, &resolve(ctx, dir, compose, &src)?, &mut out)?;
             }

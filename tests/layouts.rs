@@ -1,0 +1,109 @@
+//! Repos laid out otherwise than the sample: where things live is configuration, and a layer
+//! that is absent is reported, never a crash.
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+fn plan(root: &Path, cache: &Path) -> (i32, Value, String) {
+    let out = Command::cargo_bin("hl")
+        .unwrap()
+        .args(["-C", root.to_str().unwrap(), "plan", "--json"])
+        .env("HL_CACHE_DIR", cache)
+        .env_remove("HL_ENV")
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn changes(plan: &Value) -> Vec<String> {
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] != "check")
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["action"].as_str().unwrap(),
+                s["address"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A compose-per-host repo (`<HOST>/<stack>/compose.yaml`, an `hl.yaml` at the root, no
+/// inventory folder, no images, no Talos, no Kubernetes) plans its stacks and notes the rest.
+#[test]
+fn compose_per_host_repo_plans_its_stacks() {
+    let repo = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    write(
+        r,
+        "hl.yaml",
+        "environment: lab\nlayout:\n  stacks: \"{host}/{stack}/compose.yaml\"\nnodes:\n  nas: {address: nas.lan}\n  pi: {address: pi.lan, tags: [arm]}\n",
+    );
+    write(
+        r,
+        "nas/immich/compose.yaml",
+        "x-common: &common\n  restart: unless-stopped\nservices:\n  server:\n    <<: *common\n    image: ghcr.io/immich-app/immich-server:v1.119.0\n    volumes:\n      - ./hwaccel.yml:/hw.yml:ro\n      - /mnt/photos:/photos\n",
+    );
+    write(r, "nas/immich/hwaccel.yml", "driver: vaapi\n");
+    write(
+        r,
+        "nas/jellyfin/compose.yaml",
+        "services:\n  jellyfin:\n    image: jellyfin/jellyfin:10.10.3\n",
+    );
+    write(
+        r,
+        "pi/adguard/compose.yaml",
+        "services:\n  adguard:\n    image: adguard/adguardhome:v0.107.54\n",
+    );
+    write(r, "pi/adguard/AdGuardHome.yaml.j2", "users: {{ users }}\n");
+    write(
+        r,
+        "docs/notes/compose.yaml",
+        "not: [a stack: its folder is not a host\n",
+    );
+
+    let (code, json, stderr) = plan(r, cache.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        changes(&json),
+        vec![
+            "create compose:adguard@pi",
+            "create compose:immich@nas",
+            "create compose:jellyfin@nas"
+        ]
+    );
+    let notes = json["notes"].to_string();
+    for layer in ["Talos", "Kubernetes", "image recipes"] {
+        assert!(notes.contains(layer), "no note about {layer}: {notes}");
+    }
+
+    // The bind-mounted file is an input: editing it updates that stack only.
+    Command::cargo_bin("hl")
+        .unwrap()
+        .args(["-C", r.to_str().unwrap(), "state", "adopt"])
+        .env("HL_CACHE_DIR", cache.path())
+        .assert()
+        .success();
+    write(r, "nas/immich/hwaccel.yml", "driver: nvenc\n");
+    let (code, json, _) = plan(r, cache.path());
+    assert_eq!(code, 2);
+    assert_eq!(changes(&json), vec!["update compose:immich@nas"]);
+}
