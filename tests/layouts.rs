@@ -107,3 +107,91 @@ fn compose_per_host_repo_plans_its_stacks() {
     assert_eq!(code, 2);
     assert_eq!(changes(&json), vec!["update compose:immich@nas"]);
 }
+
+/// A Flux+Talos "home-ops" repo: the Flux tree at `kubernetes/`, namespaces set by the folder's
+/// kustomization, `${VAR}` substitutions, a SOPS secret, a `.j2` template, no talconfig and no
+/// compose. Where things live comes from `hl.yaml`; the absent layers are notes.
+#[test]
+fn home_ops_flux_repo_plans_one_node_per_kustomization() {
+    let repo = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    write(
+        r,
+        "hl.yaml",
+        "layout:\n  kubernetes: kubernetes\n  talos: talos\n",
+    );
+    let ks = |name: &str, path: &str, deps: &[&str]| {
+        let mut s = format!(
+            "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\nspec:\n  interval: 1h\n  path: {path}\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n  postBuild:\n    substituteFrom:\n      - kind: Secret\n        name: cluster-secrets\n"
+        );
+        if !deps.is_empty() {
+            s.push_str("  dependsOn:\n");
+            for d in deps {
+                s.push_str(&format!("    - name: {d}\n      namespace: flux-system\n"));
+            }
+        }
+        s
+    };
+    write(
+        r,
+        "kubernetes/flux/cluster/ks.yaml",
+        &ks("cluster-apps", "./kubernetes/apps", &[]).replace(
+            "  name: cluster-apps\n",
+            "  name: cluster-apps\n  namespace: flux-system\n",
+        ),
+    );
+    write(
+        r,
+        "kubernetes/apps/kustomization.yaml",
+        "resources:\n  - ./media\n",
+    );
+    write(
+        r,
+        "kubernetes/apps/media/kustomization.yaml",
+        "namespace: media\nresources:\n  - ./jellyfin/ks.yaml\n  - ./sonarr/ks.yaml\n",
+    );
+    write(
+        r,
+        "kubernetes/apps/media/jellyfin/ks.yaml",
+        &ks("jellyfin", "./kubernetes/apps/media/jellyfin/app", &[]),
+    );
+    write(
+        r,
+        "kubernetes/apps/media/sonarr/ks.yaml",
+        &ks(
+            "sonarr",
+            "./kubernetes/apps/media/sonarr/app",
+            &["jellyfin"],
+        )
+        .replace("namespace: flux-system\n", "namespace: media\n"),
+    );
+    write(r, "kubernetes/apps/media/jellyfin/app/helmrelease.yaml", "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: jellyfin\nspec:\n  values: &v\n    ingress:\n      host: jellyfin.${SECRET_DOMAIN}\n");
+    write(r, "kubernetes/apps/media/jellyfin/app/secret.sops.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: jellyfin\nstringData:\n  API_KEY: ENC[AES256_GCM,data:abc=,iv:x,tag:y,type:str]\nsops:\n  mac: ENC[AES256_GCM,data:z]\n  version: 3.9.1\n");
+    write(
+        r,
+        "kubernetes/apps/media/jellyfin/app/config.xml.j2",
+        "<x>{{ value }}</x>\n",
+    );
+    write(
+        r,
+        "kubernetes/apps/media/sonarr/app/helmrelease.yaml",
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: sonarr\n",
+    );
+
+    let (code, json, stderr) = plan(r, cache.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        changes(&json),
+        vec![
+            "create k8s:flux-system/cluster-apps",
+            "create k8s:media/jellyfin",
+            "create k8s:media/sonarr"
+        ]
+    );
+    let notes = json["notes"].to_string();
+    assert!(
+        notes.contains("Talos") && notes.contains("compose"),
+        "{notes}"
+    );
+}
