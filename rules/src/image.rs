@@ -74,7 +74,7 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
         else {
             continue;
         };
-        if !ctx.files.abs(&path).is_file() {
+        if !ctx.files.is_file(&path) {
             continue;
         }
         out.push(recipe(ctx, &path, stem)?);
@@ -112,7 +112,7 @@ fn recipe(ctx: &Ctx, path: &RepoPath, name: &str) -> Result<Node, Error> {
                     ),
                 )
             })?;
-            if !ctx.files.abs(&p).is_file() {
+            if !ctx.files.is_file(&p) {
                 return Err(Error::repo(
                     format!("{path} names {p}, which does not exist"),
                     Some(yaml::locate(ctx.files, path, Some(key), f)),

@@ -134,25 +134,15 @@ impl<'a> Ctx<'a> {
         )
     }
 
-    /// Lists the entries of a folder, sorted, as repo paths; an absent folder is empty.
+    /// Lists the visible entries of a folder, sorted, as repo paths; an absent folder is empty.
     pub fn list_dir(&self, dir: &RepoPath) -> Result<Vec<RepoPath>, Error> {
-        let abs = self.files.abs(dir);
-        let rd = match std::fs::read_dir(&abs) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("cannot list", abs, e)),
-        };
-        let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("cannot list", &abs, e))?;
-            if let Some(name) = entry.file_name().to_str() {
-                if !name.starts_with('.') {
-                    out.push(dir.join(name).map_err(Error::Internal)?);
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self
+            .files
+            .list(dir)?
+            .into_iter()
+            .filter(|e| !e.path.file_name().starts_with('.'))
+            .map(|e| e.path)
+            .collect())
     }
 }
 
@@ -178,7 +168,7 @@ pub fn load(files: &FileSet, removed: &[Node]) -> Result<Homelab, Error> {
     let topology_path = ROOT_MARKERS
         .iter()
         .map(|m| RepoPath::new(m).expect("markers are valid paths"))
-        .find(|p| files.abs(p).is_file())
+        .find(|p| files.is_file(p))
         .ok_or_else(|| {
             Error::repo(
                 format!("{} is not a homelab repo: no inventory/topology.yaml or hl.yaml", files.root().display()),

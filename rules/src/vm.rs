@@ -68,7 +68,7 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     let mut out = Vec::new();
     for dir in ctx.list_dir(&hosts)? {
         let path = dir.join("machine.yaml").map_err(Error::Internal)?;
-        if !ctx.files.abs(&path).is_file() {
+        if !ctx.files.is_file(&path) {
             continue;
         }
         let host = dir.file_name().to_string();

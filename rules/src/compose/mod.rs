@@ -186,7 +186,7 @@ fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
     let mut out = Vec::new();
     for host_dir in ctx.list_dir(&hosts_dir)? {
         let file = host_dir.join("services.yaml").map_err(Error::Internal)?;
-        if !ctx.files.abs(&file).is_file() {
+        if !ctx.files.is_file(&file) {
             continue;
         }
         let host = host_dir.file_name().to_string();
@@ -299,7 +299,7 @@ fn walk_pattern(
     out: &mut Vec<(RepoPath, BTreeMap<String, String>)>,
 ) -> Result<(), Error> {
     let Some((seg, rest)) = segments.split_first() else {
-        if ctx.files.abs(&at).is_file() {
+        if ctx.files.is_file(&at) {
             out.push((at, vars));
         }
         return Ok(());
@@ -325,7 +325,7 @@ fn first_existing(ctx: &Ctx, dir: &RepoPath, names: &[&str]) -> Option<RepoPath>
     names
         .iter()
         .filter_map(|n| dir.join(n).ok())
-        .find(|p| ctx.files.abs(p).is_file())
+        .find(|p| ctx.files.is_file(p))
 }
 
 fn node(
@@ -366,7 +366,7 @@ fn node(
 
     let contract_path = p.dir.join("service.yaml").map_err(Error::Internal)?;
     let mut edges = Vec::new();
-    if ctx.files.abs(&contract_path).is_file() {
+    if ctx.files.is_file(&contract_path) {
         let contract = yaml::one(ctx.files, &contract_path)?;
         files.push(contract_path.clone());
         edges.extend(dependency_edges(
@@ -380,14 +380,14 @@ fn node(
     }
     for extra in ["env.example", "healthcheck.sh"] {
         let f = p.dir.join(extra).map_err(Error::Internal)?;
-        if ctx.files.abs(&f).is_file() {
+        if ctx.files.is_file(&f) {
             files.push(f);
         }
     }
     let machine = RepoPath::new(&ctx.topology.layout.hosts)
         .and_then(|h| h.join(&format!("{}/machine.yaml", p.host)))
         .map_err(Error::Internal)?;
-    if ctx.files.abs(&machine).is_file() {
+    if ctx.files.is_file(&machine) {
         edges.push(Edge {
             to: address("vm", &p.host, None, &p.origin)?,
             kind: EdgeKind::Placement,
@@ -491,7 +491,7 @@ fn check_requires(
     let caps_path = RepoPath::new(&ctx.topology.layout.hosts)
         .and_then(|h| h.join(&format!("{}/capabilities.yaml", p.host)))
         .map_err(Error::Internal)?;
-    let caps = if ctx.files.abs(&caps_path).is_file() {
+    let caps = if ctx.files.is_file(&caps_path) {
         yaml::one(ctx.files, &caps_path)?
     } else {
         Value::Null

@@ -3,7 +3,7 @@
 //! `mosquitto.conf` re-deploys mosquitto. Sources outside the project folder are allowed while
 //! they stay in the repo; anything that leaves it is refused.
 
-use hl_engine::{Error, RepoPath};
+use hl_engine::{Error, Kind, RepoPath};
 use serde_json::Value;
 
 use crate::{secrets, yaml, Ctx};
@@ -33,7 +33,7 @@ pub fn inputs(
                 continue; // A host path: it lives on the host, not in the repo.
             }
             let p = resolve(ctx, dir, compose, &env)?;
-            if ctx.files.abs(&p).is_file() {
+            if ctx.files.is_file(&p) {
                 secrets::check_dotenv(&ctx.files.read_str(&p)?, &p, ctx.files)?;
                 out.push(p);
             }
@@ -49,7 +49,7 @@ pub fn inputs(
                 continue;
             }
             let p = resolve(ctx, dir, compose, file)?;
-            if !ctx.files.abs(&p).is_file() {
+            if !ctx.files.is_file(&p) {
                 continue;
             }
             if must_be_sops && !yaml::text_is_sops(&ctx.files.read_str(&p)?) {
@@ -106,42 +106,27 @@ fn resolve(ctx: &Ctx, dir: &RepoPath, compose: &RepoPath, src: &str) -> Result<R
 /// Adds a file, or every file below a folder (honouring .gitignore, so runtime data folders
 /// that are ignored stay out); a symlink that leaves the repo is refused.
 fn add_tree(ctx: &Ctx, p: &RepoPath, out: &mut Vec<RepoPath>) -> Result<(), Error> {
-    let abs = ctx.files.abs(p);
-    let meta = match std::fs::symlink_metadata(&abs) {
-        Ok(m) => m,
+    let Some(kind) = ctx.files.kind(p) else {
         // Not in the repo: created on the host at run time (a data folder). Not an input.
-        Err(_) => return Ok(()),
+        return Ok(());
     };
-    if meta.file_type().is_symlink() {
+    if kind == Kind::Symlink {
         ctx.files.check_inside(p)?;
     }
-    if abs.is_file() {
+    if ctx.files.is_file(p) {
         out.push(p.clone());
         return Ok(());
     }
-    let walk = ignore::WalkBuilder::new(&abs)
-        .hidden(false)
-        .require_git(false)
-        .follow_links(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .build();
-    for entry in walk {
-        let entry = entry.map_err(|e| Error::repo(format!("cannot walk {p}: {e}"), None, None))?;
-        let rel = entry
-            .path()
-            .strip_prefix(ctx.files.root())
-            .ok()
-            .and_then(|r| r.to_str())
-            .and_then(|r| RepoPath::new(r).ok());
-        let Some(rel) = rel else { continue };
-        let ft = entry.file_type();
-        if ft.is_some_and(|t| t.is_symlink()) {
-            ctx.files.check_inside(&rel)?;
-            if ctx.files.abs(&rel).is_file() {
-                out.push(rel);
+    for entry in ctx.files.walk(p, true)? {
+        match entry.kind {
+            Kind::Symlink => {
+                ctx.files.check_inside(&entry.path)?;
+                if ctx.files.is_file(&entry.path) {
+                    out.push(entry.path);
+                }
             }
-        } else if ft.is_some_and(|t| t.is_file()) {
-            out.push(rel);
+            Kind::File => out.push(entry.path),
+            _ => {}
         }
     }
     Ok(())

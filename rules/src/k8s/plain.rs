@@ -49,13 +49,12 @@ pub(super) fn discover(ctx: &Ctx, tree: &mut Tree, root: &RepoPath) -> Result<Ve
 fn folders(ctx: &Ctx, dir: &RepoPath) -> Result<Vec<RepoPath>, Error> {
     let mut out = Vec::new();
     for p in ctx.list_dir(dir)? {
-        let abs = ctx.files.abs(&p);
-        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
+        if ctx.files.kind(&p) == Some(hl_engine::Kind::Symlink) {
             ctx.files
                 .check_inside(&p)
                 .map_err(|e| at(e, Origin::file(p.clone())))?;
         }
-        if abs.is_dir() {
+        if ctx.files.is_dir(&p) {
             out.push(p);
         }
     }

@@ -4,10 +4,9 @@
 //! tree), and the checks made on every file a node reads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 
-use hl_engine::{Error, FileSet, Origin, RepoPath};
+use hl_engine::{Error, FileSet, Kind, Origin, RepoPath};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -124,7 +123,7 @@ impl<'a> Tree<'a> {
         let found = KUSTOMIZATION_FILES
             .iter()
             .filter_map(|name| dir.join(name).ok())
-            .find(|p| self.files.abs(p).is_file());
+            .find(|p| self.files.is_file(p));
         self.kfiles.insert(dir.clone(), found.clone());
         found
     }
@@ -294,30 +293,18 @@ struct Listing {
 /// are never read. Symlinks are not followed; a YAML or folder symlink that leads out of the
 /// repo is refused.
 fn walk(files: &FileSet, dir: &RepoPath) -> Result<Listing, Error> {
-    let abs = files.abs(dir);
-    let walker = ignore::WalkBuilder::new(&abs)
-        .standard_filters(false)
-        .hidden(true)
-        .parents(true)
-        .git_ignore(true)
-        .follow_links(false)
-        .build();
     let mut out = Listing::default();
-    for entry in walker {
-        let entry = entry
-            .map_err(|e| Error::io("cannot walk", &abs, std::io::Error::other(e.to_string())))?;
-        let Some(path) = repo_path(files, entry.path()) else {
-            continue;
-        };
+    for entry in files.walk(dir, false)? {
+        let path = entry.path;
         let yaml = is_yaml_name(path.file_name());
-        match entry.file_type() {
-            Some(t) if t.is_dir() => out.dirs.push(path),
-            Some(t) if t.is_file() && yaml => out.files.push(path),
-            Some(t) if t.is_symlink() && (yaml || entry.path().is_dir()) => {
+        match entry.kind {
+            Kind::Dir => out.dirs.push(path),
+            Kind::File if yaml => out.files.push(path),
+            Kind::Symlink if yaml || files.is_dir(&path) => {
                 files
                     .check_inside(&path)
                     .map_err(|e| super::at(e, Origin::file(path.clone())))?;
-                if yaml && entry.path().is_file() {
+                if yaml && files.is_file(&path) {
                     out.files.push(path);
                 }
             }
@@ -325,12 +312,6 @@ fn walk(files: &FileSet, dir: &RepoPath) -> Result<Listing, Error> {
         }
     }
     Ok(out)
-}
-
-/// The repo path of a walked entry; `None` for names that are not UTF-8 (never YAML inputs).
-fn repo_path(files: &FileSet, abs: &Path) -> Option<RepoPath> {
-    let rel = abs.strip_prefix(files.root()).ok()?;
-    RepoPath::new(rel.to_str()?).ok()
 }
 
 fn is_yaml_name(name: &str) -> bool {

@@ -128,7 +128,7 @@ fn join(dir: &RepoPath, name: &str) -> Result<RepoPath, Error> {
 fn find_talconfig(ctx: &Ctx, dir: &RepoPath) -> Result<Option<RepoPath>, Error> {
     for name in TALCONFIG {
         let path = join(dir, name)?;
-        if ctx.files.abs(&path).is_file() {
+        if ctx.files.is_file(&path) {
             return Ok(Some(path));
         }
     }
@@ -420,7 +420,7 @@ fn file_ref(ctx: &Ctx, path: &RepoPath, reference: &str, anchor: &str) -> Result
             Some("patch files live in the repo: reference them relative to the talconfig folder, e.g. \"@./patches/x.yaml\"".into()),
         )
     })?;
-    if !ctx.files.abs(&file).is_file() {
+    if !ctx.files.is_file(&file) {
         return Err(Error::repo(
             format!("patch file {file} does not exist (referenced at {origin})"),
             Some(origin),
@@ -524,7 +524,7 @@ fn cluster_inputs(ctx: &Ctx, dir: &RepoPath) -> Result<(Vec<RepoPath>, Vec<RepoP
     let mut sops = Vec::new();
     for name in SECRETS.iter().chain(&TALENV) {
         let file = join(dir, name)?;
-        if !ctx.files.abs(&file).is_file() {
+        if !ctx.files.is_file(&file) {
             continue;
         }
         ctx.files.check_inside(&file)?;
@@ -561,7 +561,7 @@ fn vm_hosts(ctx: &Ctx) -> Result<Vec<String>, Error> {
         .filter(|n| {
             hosts
                 .join(&format!("{n}/machine.yaml"))
-                .is_ok_and(|m| ctx.files.abs(&m).is_file())
+                .is_ok_and(|m| ctx.files.is_file(&m))
         })
         .collect())
 }

@@ -1,0 +1,290 @@
+//! The repo's files for one run, from a [`Source`]: the work tree, or a git revision read from
+//! git's objects. Each file is read at most once per run and hashed at most once; loaders, the
+//! hasher and realize all go through here, so a plan of a revision never touches the work tree.
+
+mod git;
+mod worktree;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Content, Digest};
+use crate::error::Error;
+pub use crate::repopath::RepoPath;
+use crate::statcache::{StatCache, StatKey};
+
+pub use git::{GitRepo, GitTree};
+pub use worktree::Worktree;
+
+/// What a path is, without following a final symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (a socket, a git submodule).
+    Other,
+}
+
+/// One entry of a listing or a walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its repo path.
+    pub path: RepoPath,
+    /// What it is (a symlink is reported as such, not followed).
+    pub kind: Kind,
+}
+
+/// Where a run's files come from.
+pub trait Source: Send + Sync + fmt::Debug {
+    /// What to call this source in messages ("the work tree", "origin/main").
+    fn label(&self) -> String;
+    /// The folder it stands for on disk (for messages; a revision has none of its own).
+    fn root(&self) -> &Path;
+    /// What `p` is, without following a final symlink; `None` when absent.
+    fn kind(&self, p: &RepoPath) -> Option<Kind>;
+    /// What `p` leads to through symlinks; `None` when absent or dangling.
+    fn target_kind(&self, p: &RepoPath) -> Option<Kind>;
+    /// Refuses a path that resolves, through symlinks, to somewhere outside the repo.
+    fn check_inside(&self, p: &RepoPath) -> Result<(), Error>;
+    /// The entries of a folder, sorted by name (hidden ones included).
+    fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error>;
+    /// Every entry below `dir`, sorted, not following symlinks, skipping what `.gitignore`
+    /// ignores, and skipping hidden names unless `hidden`.
+    fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error>;
+    /// The bytes of a file, following symlinks inside the repo, and whether they were read
+    /// from git's objects (counted as blob reads).
+    fn read(&self, p: &RepoPath) -> Result<(Vec<u8>, bool), Error>;
+    /// The stat-cache key of a file, for sources that can change between runs (the work tree);
+    /// `None` where there is no such thing (a git revision never changes).
+    fn stat_key(&self, p: &RepoPath) -> Result<Option<StatKey>, Error>;
+}
+
+/// Counts of the work a run did, for `--stats` and for tests that assert a no-op does nothing.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Files whose metadata was read.
+    pub files_statted: AtomicU64,
+    /// Files whose content was hashed.
+    pub files_hashed: AtomicU64,
+    /// Files whose content was read from the work tree or from git (by loaders, hashing or
+    /// realize).
+    pub files_read: AtomicU64,
+    /// Git blobs read (a subset of `files_read`).
+    pub blobs_read: AtomicU64,
+    /// Nodes realized (action-cache misses).
+    pub nodes_realized: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot as plain numbers.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            files_statted: self.files_statted.load(Ordering::Relaxed),
+            files_hashed: self.files_hashed.load(Ordering::Relaxed),
+            files_read: self.files_read.load(Ordering::Relaxed),
+            blobs_read: self.blobs_read.load(Ordering::Relaxed),
+            nodes_realized: self.nodes_realized.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`Stats`] as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// Files whose metadata was read.
+    pub files_statted: u64,
+    /// Files whose content was hashed.
+    pub files_hashed: u64,
+    /// Files whose content was read.
+    pub files_read: u64,
+    /// Git blobs read.
+    pub blobs_read: u64,
+    /// Nodes realized.
+    pub nodes_realized: u64,
+}
+
+/// The repo's files for one run: each read at most once, each hashed at most once.
+#[derive(Debug)]
+pub struct FileSet {
+    source: Box<dyn Source>,
+    bytes: Mutex<HashMap<RepoPath, Arc<Vec<u8>>>>,
+    digests: Mutex<HashMap<RepoPath, Digest<Content>>>,
+    /// Paths whose content is known to be the git blob with this id: their digest is derived
+    /// from the id, without reading or hashing the file.
+    identities: HashMap<RepoPath, String>,
+    /// What this run did.
+    pub stats: Stats,
+}
+
+impl FileSet {
+    /// The files of the work tree at `root`.
+    pub fn new(root: &Path) -> Result<FileSet, Error> {
+        Ok(FileSet::from_source(Box::new(Worktree::new(root)?)))
+    }
+
+    /// The files of any source.
+    pub fn from_source(source: Box<dyn Source>) -> FileSet {
+        FileSet {
+            source,
+            bytes: Mutex::default(),
+            digests: Mutex::default(),
+            identities: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Declares paths whose content is a known git blob: their digest is derived from the blob
+    /// id. Used when two revisions are compared, so a file that is the same on both sides is
+    /// neither read nor hashed.
+    pub fn with_identities(mut self, ids: HashMap<RepoPath, String>) -> FileSet {
+        self.identities = ids;
+        self
+    }
+
+    /// What to call the source in messages.
+    pub fn label(&self) -> String {
+        self.source.label()
+    }
+
+    /// The repo root on disk.
+    pub fn root(&self) -> &Path {
+        self.source.root()
+    }
+
+    /// The on-disk path of a repo path (for messages).
+    pub fn abs(&self, p: &RepoPath) -> PathBuf {
+        if p.as_str().is_empty() {
+            self.root().to_path_buf()
+        } else {
+            self.root().join(p.as_str())
+        }
+    }
+
+    /// What `p` is, without following a final symlink.
+    pub fn kind(&self, p: &RepoPath) -> Option<Kind> {
+        self.source.kind(p)
+    }
+
+    /// Whether `p` is a file (through symlinks inside the repo).
+    pub fn is_file(&self, p: &RepoPath) -> bool {
+        self.source.target_kind(p) == Some(Kind::File)
+    }
+
+    /// Whether `p` is a folder (through symlinks inside the repo).
+    pub fn is_dir(&self, p: &RepoPath) -> bool {
+        self.source.target_kind(p) == Some(Kind::Dir)
+    }
+
+    /// Whether `p` exists (a dangling symlink does not).
+    pub fn exists(&self, p: &RepoPath) -> bool {
+        self.source.target_kind(p).is_some()
+    }
+
+    /// Refuses a path that resolves, through symlinks, to somewhere outside the repo.
+    pub fn check_inside(&self, p: &RepoPath) -> Result<(), Error> {
+        self.source.check_inside(p)
+    }
+
+    /// The entries of a folder, sorted (an absent folder is empty).
+    pub fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
+        self.source.list(dir)
+    }
+
+    /// Every entry below `dir`, sorted; see [`Source::walk`].
+    pub fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
+        self.source.walk(dir, hidden)
+    }
+
+    /// The bytes of `p`, read once per run; refuses a symlink out of the repo.
+    pub fn read(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
+        if let Some(b) = self.bytes.lock().expect("no panics hold this lock").get(p) {
+            return Ok(b.clone());
+        }
+        if self.source.kind(p) == Some(Kind::Symlink) {
+            self.source.check_inside(p)?;
+        }
+        let (data, blob) = self.source.read(p)?;
+        let data = Arc::new(data);
+        Stats::bump(&self.stats.files_read);
+        if blob {
+            Stats::bump(&self.stats.blobs_read);
+        }
+        self.bytes
+            .lock()
+            .expect("no panics hold this lock")
+            .insert(p.clone(), data.clone());
+        Ok(data)
+    }
+
+    /// The content of `p` as UTF-8 text.
+    pub fn read_str(&self, p: &RepoPath) -> Result<String, Error> {
+        let b = self.read(p)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| Error::repo(format!("{p} is not UTF-8 text"), None, None))
+    }
+
+    /// Hashes every path (in parallel), trusting the stat cache where a file's size, times and
+    /// inode are unchanged, so a no-op run reads and hashes nothing. Returns the stat cache to
+    /// save.
+    pub fn hash_all(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatCache, Error> {
+        type Hashed = (RepoPath, Option<StatKey>, Digest<Content>);
+        let results: Vec<Result<Hashed, Error>> = paths
+            .par_iter()
+            .map(|p| {
+                if let Some(oid) = self.identities.get(p) {
+                    return Ok((p.clone(), None, git_identity(oid)));
+                }
+                let key = self.source.stat_key(p)?;
+                if key.is_some() {
+                    Stats::bump(&self.stats.files_statted);
+                }
+                if let Some(d) = key.as_ref().and_then(|k| cache.lookup(p, k)) {
+                    return Ok((p.clone(), key, d));
+                }
+                let bytes = self.read(p)?;
+                Stats::bump(&self.stats.files_hashed);
+                Ok((p.clone(), key, Digest::of(&bytes)))
+            })
+            .collect();
+        let mut next = StatCache::fresh_like(cache);
+        let mut digests = self.digests.lock().expect("no panics hold this lock");
+        for r in results {
+            let (p, key, d) = r?;
+            if let Some(key) = key {
+                next.insert(p.clone(), key, d);
+            }
+            digests.insert(p, d);
+        }
+        Ok(next)
+    }
+
+    /// The content digest of a path hashed by [`FileSet::hash_all`].
+    pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
+        self.digests
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+            .copied()
+    }
+}
+
+/// The stand-in content digest of a file known only by its git blob id. Only ever compared
+/// with digests made the same way for the same path in the same run.
+fn git_identity(oid: &str) -> Digest<Content> {
+    Digest::of(format!("git-blob:{oid}").as_bytes())
+}

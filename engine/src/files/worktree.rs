@@ -1,0 +1,180 @@
+//! The work tree as a [`Source`]: plain files on disk, walked with the `ignore` crate so that
+//! what `.gitignore` ignores (runtime data, secrets kept out of git) is never an input.
+
+use std::path::{Path, PathBuf};
+
+use super::{Entry, Kind, RepoPath, Source};
+use crate::error::Error;
+use crate::statcache::StatKey;
+
+/// The files on disk under a root.
+#[derive(Debug)]
+pub struct Worktree {
+    root: PathBuf,
+    canon_root: PathBuf,
+}
+
+impl Worktree {
+    /// The work tree at `root`.
+    pub fn new(root: &Path) -> Result<Worktree, Error> {
+        let canon_root = root
+            .canonicalize()
+            .map_err(|e| Error::io("cannot open repo", root, e))?;
+        Ok(Worktree {
+            root: root.to_path_buf(),
+            canon_root,
+        })
+    }
+
+    fn abs(&self, p: &RepoPath) -> PathBuf {
+        if p.as_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(p.as_str())
+        }
+    }
+
+    fn repo_path(&self, abs: &Path) -> Option<RepoPath> {
+        let rel = abs.strip_prefix(&self.root).ok()?;
+        RepoPath::new(rel.to_str()?).ok()
+    }
+}
+
+fn kind_of(t: std::fs::FileType) -> Kind {
+    if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_dir() {
+        Kind::Dir
+    } else if t.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    }
+}
+
+impl Source for Worktree {
+    fn label(&self) -> String {
+        "the work tree".into()
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn kind(&self, p: &RepoPath) -> Option<Kind> {
+        std::fs::symlink_metadata(self.abs(p))
+            .ok()
+            .map(|m| kind_of(m.file_type()))
+    }
+
+    fn target_kind(&self, p: &RepoPath) -> Option<Kind> {
+        // Follows links wherever they lead, as the filesystem does; reading one that leaves
+        // the repo is refused by `check_inside`, with a message that says so.
+        std::fs::metadata(self.abs(p))
+            .ok()
+            .map(|m| kind_of(m.file_type()))
+    }
+
+    fn check_inside(&self, p: &RepoPath) -> Result<(), Error> {
+        let abs = self.abs(p);
+        match abs.canonicalize() {
+            Ok(real) if real.starts_with(&self.canon_root) => Ok(()),
+            Ok(real) => Err(Error::repo(
+                format!("{p} is a symlink to {}, outside the repo", real.display()),
+                None,
+                Some(
+                    "keep every input inside the repo; copy the file in instead of linking it"
+                        .into(),
+                ),
+            )),
+            Err(e) => Err(Error::io("cannot resolve", abs, e)),
+        }
+    }
+
+    fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
+        let abs = self.abs(dir);
+        let rd = match std::fs::read_dir(&abs) {
+            Ok(rd) => rd,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(Error::io("cannot list", abs, e)),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot list", &abs, e))?;
+            let (Some(name), Ok(t)) = (
+                entry.file_name().to_str().map(str::to_string),
+                entry.file_type(),
+            ) else {
+                continue;
+            };
+            if let Ok(path) = dir.join(&name) {
+                out.push(Entry {
+                    path,
+                    kind: kind_of(t),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
+        let abs = self.abs(dir);
+        if !abs.is_dir() {
+            return Ok(Vec::new());
+        }
+        let walker = ignore::WalkBuilder::new(&abs)
+            .standard_filters(false)
+            .hidden(!hidden)
+            .parents(true)
+            .git_ignore(true)
+            .require_git(false)
+            .follow_links(false)
+            .sort_by_file_name(|a, b| a.cmp(b))
+            .build();
+        let mut out = Vec::new();
+        for entry in walker {
+            let entry = entry.map_err(|e| {
+                Error::io("cannot walk", &abs, std::io::Error::other(e.to_string()))
+            })?;
+            if entry.depth() == 0 {
+                continue;
+            }
+            let (Some(path), Some(t)) = (self.repo_path(entry.path()), entry.file_type()) else {
+                continue;
+            };
+            out.push(Entry {
+                path,
+                kind: kind_of(t),
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, p: &RepoPath) -> Result<(Vec<u8>, bool), Error> {
+        let abs = self.abs(p);
+        std::fs::read(&abs)
+            .map(|b| (b, false))
+            .map_err(|e| Error::io("cannot read", abs, e))
+    }
+
+    fn stat_key(&self, p: &RepoPath) -> Result<Option<StatKey>, Error> {
+        let abs = self.abs(p);
+        let meta =
+            std::fs::symlink_metadata(&abs).map_err(|e| Error::io("cannot stat", &abs, e))?;
+        let meta = if meta.file_type().is_symlink() {
+            self.check_inside(p)?;
+            std::fs::metadata(&abs).map_err(|e| Error::io("cannot stat", &abs, e))?
+        } else {
+            meta
+        };
+        Ok(Some(StatKey::of(&meta)))
+    }
+}

@@ -1,0 +1,116 @@
+//! Repo paths: relative, `/`-separated, normalised, never escaping the repo.
+
+use std::fmt;
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+
+/// A path inside the repo: relative, `/`-separated, normalised, never escaping the root.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// Checks and normalises a repo-relative path (`a/./b` -> `a/b`); refuses absolute paths
+    /// and any `..` that climbs out of the repo.
+    pub fn new(s: &str) -> Result<RepoPath, String> {
+        Self::root().join(s)
+    }
+
+    /// The repo root itself (the empty path).
+    pub fn root() -> RepoPath {
+        RepoPath(String::new())
+    }
+
+    /// Resolves `reference` (as written in a file in this folder) against this path.
+    /// Absolute references and references that leave the repo are refused.
+    pub fn join(&self, reference: &str) -> Result<RepoPath, String> {
+        if reference.starts_with('/') || Path::new(reference).is_absolute() {
+            return Err(format!(
+                "`{reference}` is an absolute path; repo references must be relative"
+            ));
+        }
+        let mut parts: Vec<&str> = self.0.split('/').filter(|p| !p.is_empty()).collect();
+        for c in Path::new(reference).components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if parts.pop().is_none() {
+                        return Err(format!("`{reference}` escapes the repo"));
+                    }
+                }
+                Component::Normal(p) => parts.push(
+                    p.to_str()
+                        .ok_or_else(|| format!("`{reference}` is not valid UTF-8"))?,
+                ),
+                _ => return Err(format!("`{reference}` is not a relative path")),
+            }
+        }
+        Ok(RepoPath(parts.join("/")))
+    }
+
+    /// The path as written, `/`-separated.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The folder holding this path.
+    pub fn parent(&self) -> RepoPath {
+        match self.0.rsplit_once('/') {
+            Some((p, _)) => RepoPath(p.to_string()),
+            None => RepoPath::root(),
+        }
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or("")
+    }
+
+    /// Whether `self` is `dir` or lies below it.
+    pub fn starts_with(&self, dir: &RepoPath) -> bool {
+        dir.0.is_empty() || self.0 == dir.0 || self.0.starts_with(&format!("{}/", dir.0))
+    }
+}
+
+impl fmt::Display for RepoPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "." } else { &self.0 })
+    }
+}
+
+impl TryFrom<String> for RepoPath {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        RepoPath::new(&s)
+    }
+}
+
+impl From<RepoPath> for String {
+    fn from(p: RepoPath) -> String {
+        p.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_paths_normalise_and_refuse_escapes() {
+        let base = RepoPath::new("services/mosquitto").unwrap();
+        for (reference, want) in [
+            ("./mosquitto.conf", Ok("services/mosquitto/mosquitto.conf")),
+            ("conf/../a.yaml", Ok("services/mosquitto/a.yaml")),
+            ("../../hosts/X/y", Ok("hosts/X/y")),
+            ("../../../etc/passwd", Err(())),
+            ("/etc/passwd", Err(())),
+        ] {
+            let got = base
+                .join(reference)
+                .map(|p| p.as_str().to_string())
+                .map_err(|_| ());
+            assert_eq!(got, want.map(str::to_string), "{reference}");
+        }
+    }
+}
