@@ -177,50 +177,63 @@ EXT = {"conf": "conf", "yaml": "yaml", "ini": "ini", "xml": "xml", "php": "php",
 
 
 def config_text(rng, base, fmt, lines):
-    """A config file of `lines` settings; always holds `cache_size_mb`, which `edit` bumps."""
+    """A config file of `lines` settings, every fourth with a comment above it; always holds
+    `cache_size_mb` (or `CACHE_SIZE_MB`), which `edit` bumps."""
     keys = ["listen_address", "log_level", "max_connections", "timeout_s", "data_dir", "retention_days",
             "workers", "metrics_port", "tls_enabled", "upstream", "buffer_kb", "queue_depth",
             "compression", "auth_mode", "trusted_proxies", "rate_limit", "idle_timeout_s"]
-    vals = lambda k: {  # noqa: E731
-        "listen_address": "0.0.0.0", "log_level": rng.choice(["info", "warn", "debug"]),
-        "data_dir": f"/data/{base}", "tls_enabled": rng.choice(["true", "false"]),
-        "upstream": f"http://{rng.choice(CATALOG)[0]}.internal:{rng.randint(1024, 65000)}",
-        "compression": rng.choice(["gzip", "zstd", "none"]), "auth_mode": rng.choice(["basic", "oidc", "none"]),
-        "trusted_proxies": "10.0.0.0/8,100.64.0.0/10",
-    }.get(k, str(rng.randint(1, 5000)))
+    fixed = {
+        "listen_address": lambda: "0.0.0.0", "log_level": lambda: rng.choice(["info", "warn", "debug"]),
+        "data_dir": lambda: f"/data/{base}", "tls_enabled": lambda: rng.choice(["true", "false"]),
+        "upstream": lambda: f"http://{rng.choice(CATALOG)[0]}.internal:{rng.randint(1024, 65000)}",
+        "compression": lambda: rng.choice(["gzip", "zstd", "none"]),
+        "auth_mode": lambda: rng.choice(["basic", "oidc", "none"]),
+        "trusted_proxies": lambda: "10.0.0.0/8,100.64.0.0/10",
+    }
     cache = rng.randint(64, 1024)
     pairs = []
     for i in range(lines):
         k = keys[i % len(keys)]
-        pairs.append((k if i < len(keys) else f"{k}_{i // len(keys)}", vals(k)))
-    head = prose(rng, 2)
-    if fmt in ("yaml",):
-        body = "\n".join(f"{k}: {v}" if i % 5 else f"# {rng.choice(WORDS)} {rng.choice(WORDS)}\n{k}: {v}"
-                         for i, (k, v) in enumerate(pairs))
-        return "# " + head.replace("\n", "\n# ") + f"\n{base}:\n  cache_size_mb: {cache}\n" + \
+        v = fixed.get(k, lambda: str(rng.randint(1, 5000)))()
+        note = prose(rng, 1).split("\n")[0] if i % 4 == 0 else None
+        pairs.append((k if i < len(keys) else f"{k}_{i // len(keys)}", v, note))
+    head = prose(rng, 3)
+    tag = base.replace("-", "")
+
+    def lines_of(fmt_line, mark):
+        out = []
+        for k, v, note in pairs:
+            if note and mark:
+                out.append(f"{mark} {note}")
+            out.append(fmt_line(k, v))
+        return "\n".join(out)
+
+    if fmt == "yaml":
+        body = lines_of(lambda k, v: f"{k}: {v}", "#")
+        return comment(head) + f"{base}:\n  cache_size_mb: {cache}\n" + \
             "\n".join("  " + line for line in body.split("\n")) + "\n"
     if fmt == "json":
-        inner = ",\n".join(f'  "{k}": "{v}"' for k, v in pairs)
+        inner = ",\n".join(f'  "{k}": "{v}"' for k, v, _ in pairs)
         return "{\n" + f'  "cache_size_mb": {cache},\n' + inner + "\n}\n"
     if fmt == "xml":
-        inner = "\n".join(f"  <{k}>{v}</{k}>" for k, v in pairs)
-        return f'<?xml version="1.0" encoding="utf-8"?>\n<!-- {head} -->\n<{base.replace("-", "")}>\n' \
-               f"  <cache_size_mb>{cache}</cache_size_mb>\n{inner}\n</{base.replace('-', '')}>\n"
+        inner = "\n".join(("  <!-- " + n + " -->\n" if n else "") + f"  <{k}>{v}</{k}>" for k, v, n in pairs)
+        return f'<?xml version="1.0" encoding="utf-8"?>\n<!-- {head} -->\n<{tag}>\n' \
+               f"  <cache_size_mb>{cache}</cache_size_mb>\n{inner}\n</{tag}>\n"
     if fmt == "php":
-        inner = "\n".join(f"  '{k}' => '{v}'," for k, v in pairs)
+        inner = lines_of(lambda k, v: f"  '{k}' => '{v}',", "  //")
         return f"<?php\n/* {head} */\n$CONFIG = array (\n  'cache_size_mb' => {cache},\n{inner}\n);\n"
     if fmt == "caddy":
-        inner = "\n".join(f"\t# {k} {v}" for k, v in pairs)
-        return f"# {head}\n{{\n\tcache_size_mb {cache}\n}}\n\n{base}.home.arpa {{\n\treverse_proxy {base}:80\n{inner}\n}}\n"
+        inner = lines_of(lambda k, v: f"\t# {k} {v}", "\t#")
+        return comment(head) + f"{{\n\tcache_size_mb {cache}\n}}\n\n{base}.home.arpa {{\n\treverse_proxy {base}:80\n{inner}\n}}\n"
     if fmt == "py":
-        inner = "\n".join(f"{k.upper()} = {v!r}" for k, v in pairs)
+        inner = lines_of(lambda k, v: f"{k.upper()} = {v!r}", "#")
         return f'"""{head}"""\n\nCACHE_SIZE_MB = {cache}\n{inner}\n'
     sep = {"ini": " = ", "toml": " = ", "properties": "=", "env": "=", "conf": " "}[fmt]
     cache_key = "CACHE_SIZE_MB" if fmt == "env" else "cache_size_mb"
     section = "[server]\n" if fmt in ("ini", "toml") else ""
     q = '"' if fmt == "toml" else ""
-    inner = "\n".join(f"{k.upper() if fmt == 'env' else k}{sep}{q}{v}{q}" for k, v in pairs)
-    return "# " + head.replace("\n", "\n# ") + f"\n{section}{cache_key}{sep}{cache}\n{inner}\n"
+    inner = lines_of(lambda k, v: f"{k.upper() if fmt == 'env' else k}{sep}{q}{v}{q}", "#")
+    return comment(head) + f"{section}{cache_key}{sep}{cache}\n{inner}\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,13 +433,13 @@ class Lab:
         cfg = f"config/{base}.{ext}" if ext != "Caddyfile" else "config/Caddyfile"
         extra = r.random() < 0.5 and not common
         tmpl = r.random() < 0.2 and not common
-        self.put(f"{d}/{cfg}", config_text(r, base, fmt, r.randint(25, 70)))
+        self.put(f"{d}/{cfg}", config_text(r, base, fmt, r.randint(80, 260)))
         if extra:
-            self.put(f"{d}/config/extra.yaml", config_text(r, base, "yaml", r.randint(15, 40)))
+            self.put(f"{d}/config/extra.yaml", config_text(r, base, "yaml", r.randint(40, 120)))
         if tmpl:
             for k in range(2):
                 self.put(f"{d}/templates/page-{k}.html.tmpl",
-                         f"<!-- {svc} template {k} -->\n<html><body>\n<p>{prose(r, 6)}</p>\n</body></html>\n")
+                         f"<!-- {svc} template {k} -->\n<html><body>\n<p>{prose(r, 14)}</p>\n</body></html>\n")
         env_vars = ["TZ", f"{base.upper().replace('-', '_')}_PORT", "LOG_LEVEL", "PUID", "PGID"]
         secret_var = f"{base.upper().replace('-', '_')}_PASSWORD"
         target = f"/etc/{base}/{cfg.split('/')[-1]}"
@@ -440,7 +453,7 @@ class Lab:
         labels = "".join(f'      traefik.http.routers.{svc}.{k}: "{v}"\n' for k, v in [
             ("rule", f"Host(`{svc}.home.arpa`)"), ("entrypoints", "websecure"), ("tls.certresolver", "le")])
         compose = (
-            f"# {svc}: {prose(r, 1)}\n"
+            comment(f"{svc}: {prose(r, 1)}") +
             "x-logging: &default-logging\n  driver: json-file\n  options:\n    max-size: \"10m\"\n    max-file: \"3\"\n\n"
             f"services:\n  {svc}:\n    image: {image}\n    container_name: {svc}\n    restart: unless-stopped\n"
             "    environment:\n      TZ: ${TZ:-Europe/London}\n"
@@ -466,8 +479,9 @@ class Lab:
             f"persistence:\n  paths:\n    - /opt/homelab/data/{svc}\n"
             f"runtime:\n  env_vars: [{', '.join(env_vars + [secret_var])}]\nrequires: {{ gpu: {gpu} }}\n"))
         self.put(f"{d}/README.md", (
-            f"# {svc}\n\n{prose(r, 4)}\n\n- Port: `{port}`.\n- Config: `{cfg}`, mounted read-only.\n"
-            f"- Data: `/opt/homelab/data/{svc}`.\n\n## Operations\n\n{prose(r, 5)}\n"))
+            f"# {svc}\n\n{prose(r, 6)}\n\n- Port: `{port}`.\n- Config: `{cfg}`, mounted read-only.\n"
+            f"- Data: `/opt/homelab/data/{svc}`.\n\n## Operations\n\n{prose(r, r.randint(8, 16))}\n\n"
+            f"## Backup and restore\n\n{prose(r, r.randint(4, 10))}\n"))
         self.put(f"{d}/env.example", (
             f"# Copy to /opt/homelab/config/{svc}/.env on the host and adjust.\nTZ=Europe/London\n"
             f"{env_vars[1]}={port}\nLOG_LEVEL=info\nPUID=1000\nPGID=1000\n"
@@ -584,6 +598,10 @@ class Lab:
                 + "resources:\n" + "".join(f"  - {x}\n" for x in resources))
 
     def manifest(self, r, kind, app, ns, image):
+        """One manifest file: a comment header as home-ops repos have, then the objects."""
+        return comment(prose(r, r.randint(6, 22))) + self.objects(r, kind, app, ns, image)
+
+    def objects(self, r, kind, app, ns, image):
         port = r.choice([80, 3000, 8080, 8096, 9000])
         lbl = f"    app.kubernetes.io/name: {app}\n    app.kubernetes.io/instance: {app}\n"
         meta = f"metadata:\n  name: {app}\n  namespace: {ns}\n  labels:\n{lbl}"
@@ -593,7 +611,8 @@ class Lab:
         if kind == "deployment":
             env = "".join(f"            - name: {k}\n              value: \"{v}\"\n" for k, v in [
                 ("TZ", "${TIMEZONE}"), ("LOG_LEVEL", r.choice(["info", "debug"])), ("PUBLIC_URL", f"https://{app}.${{SECRET_DOMAIN}}"),
-                ("WORKERS", str(r.randint(1, 8))), ("CACHE_TTL", str(r.randint(60, 3600))), ("FEATURE_FLAGS", ",".join(r.sample(WORDS, 4)))])
+                ("WORKERS", str(r.randint(1, 8))), ("CACHE_TTL", str(r.randint(60, 3600))), ("FEATURE_FLAGS", ",".join(r.sample(WORDS, 4)))]
+                + [(f"{r.choice(WORDS).upper()}_{i}", str(r.randint(1, 99999))) for i in range(r.randint(6, 20))])
             return (
                 comment(prose(r, 2)) +
                 f"apiVersion: apps/v1\nkind: Deployment\n{meta}spec:\n  replicas: {r.randint(1, 3)}\n"
@@ -617,6 +636,11 @@ class Lab:
                 f"              memory: {r.choice([256, 512, 1024])}Mi\n"
                 "          volumeMounts:\n            - name: data\n              mountPath: /data\n"
                 "            - name: tmp\n              mountPath: /tmp\n"
+                "        - name: exporter\n          image: quay.io/prometheus/statsd-exporter:v0.28.0\n"
+                "          args: [\"--statsd.mapping-config=/config/mapping.yaml\"]\n"
+                "          ports:\n            - name: metrics\n              containerPort: 9102\n"
+                "          resources:\n            requests:\n              cpu: 5m\n              memory: 16Mi\n"
+                "            limits:\n              memory: 64Mi\n"
                 f"      volumes:\n        - name: data\n          persistentVolumeClaim:\n            claimName: {app}-data\n"
                 "        - name: tmp\n          emptyDir: {}\n")
         if kind == "service":
@@ -634,15 +658,17 @@ class Lab:
             data = "".join(f"  {k}: \"{v}\"\n" for k, v in [(f"setting_{i}", r.choice(WORDS) + str(r.randint(1, 999)))
                                                            for i in range(r.randint(10, 30))])
             return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {app}-config\n  namespace: {ns}\n"
-                    f"data:\n{data}  app.conf: |\n    # {prose(r, 2).replace(chr(10), chr(10) + '    # ')}\n"
-                    f"    listen = 0.0.0.0:{port}\n")
+                    f"data:\n{data}  app.conf: |\n"
+                    + "".join(f"    {line}\n" for line in config_text(r, app, "conf", r.randint(60, 240)).splitlines()))
         if kind == "pvc":
             return (f"apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {app}-data\n  namespace: {ns}\n"
                     f"spec:\n  accessModes: [\"ReadWriteOnce\"]\n  storageClassName: nfs\n  resources:\n"
                     f"    requests:\n      storage: {r.choice([1, 5, 10, 50])}Gi\n")
         if kind == "secret":
             data = "".join(f"    {k}: {sops_value(r, r.randint(20, 90))}\n"
-                           for k in [f"{app.upper().replace('-', '_')}_{s}" for s in ["SECRET_KEY", "ADMIN_PASSWORD", "DB_URL"]])
+                           for k in [f"{app.upper().replace('-', '_')}_{s}" for s in
+                                     ["SECRET_KEY", "ADMIN_PASSWORD", "DB_URL", "SMTP_PASSWORD", "OIDC_CLIENT_SECRET",
+                                      "S3_ACCESS_KEY", "S3_SECRET_KEY"][: r.randint(3, 7)]])
             return (f"apiVersion: v1\nkind: Secret\nmetadata:\n    name: {app}-secret\n    namespace: {ns}\n"
                     f"type: Opaque\nstringData:\n{data}" + sops_block(r))
         if kind == "networkpolicy":
@@ -678,7 +704,7 @@ class Lab:
                     f"  maxReplicas: {r.randint(3, 10)}\n  metrics:\n    - type: Resource\n      resource:\n"
                     "        name: cpu\n        target:\n          type: Utilization\n          averageUtilization: 80\n")
         if kind == "helmrelease":
-            vals = "".join(f"      {k}: {r.randint(1, 100)}\n" for k in r.sample(WORDS, 12))
+            vals = "".join(f"      {k}_{i}: {r.randint(1, 100)}\n" for i, k in enumerate(r.choice(WORDS) for _ in range(r.randint(30, 90))))
             return (f"apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {app}-cache\n"
                     f"  namespace: {ns}\nspec:\n  interval: 30m\n  chart:\n    spec:\n      chart: redis\n"
                     "      version: 20.3.0\n      sourceRef:\n        kind: HelmRepository\n        name: bitnami\n"

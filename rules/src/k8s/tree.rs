@@ -73,7 +73,7 @@ impl<'a> Tree<'a> {
             if KUSTOMIZATION_FILES.contains(&f.file_name()) {
                 let slot = self.kfiles.entry(f.parent()).or_insert(None);
                 // Keep kustomize's order of preference when a folder has several.
-                if slot.as_ref().map_or(true, |k| rank(k) > rank(&f)) {
+                if slot.as_ref().is_none_or(|k| rank(k) > rank(&f)) {
                     *slot = Some(f.clone());
                 }
             }
