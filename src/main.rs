@@ -3,6 +3,7 @@
 //! The CLI is thin: it turns arguments into a checked request, runs the engine and renders what
 //! comes back. Plans and JSON go to stdout; notes, progress and errors to stderr.
 
+mod against;
 mod cmd;
 mod diag;
 mod render;

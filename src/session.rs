@@ -26,6 +26,11 @@ pub fn last_root() -> Option<&'static Path> {
     ROOT.get().map(PathBuf::as_path)
 }
 
+/// Records the repo root of this run for error rendering.
+pub fn set_root(root: &Path) {
+    let _ = ROOT.set(root.to_path_buf());
+}
+
 /// A loaded, hashed and planned repo.
 pub struct Session {
     /// The repo root.
@@ -67,7 +72,7 @@ impl Session {
                     .into(),
             ),
         })?;
-        let _ = ROOT.set(root.clone());
+        set_root(&root);
         let files = FileSet::new(&root)?;
         let state = State::load(&state_path(&root))?;
         let removed: Vec<Node> = state

@@ -107,6 +107,14 @@ pub enum Error {
     /// The cache failed.
     #[error(transparent)]
     Cache(#[from] hl_cache::CacheError),
+    /// An error in one of two compared revisions.
+    #[error("in {side}: {source}")]
+    OnSide {
+        /// Which side, as the user named it ("origin/main (1a2b3c4d5e6f)").
+        side: String,
+        /// The error.
+        source: Box<Error>,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -137,7 +145,16 @@ impl Error {
 
     /// Whether the offending line may be quoted back to the user.
     pub fn quotable(&self) -> bool {
-        !matches!(self, Error::Secret { .. })
+        // A revision's file is not the work tree's: its line cannot be read back from disk.
+        !matches!(self, Error::Secret { .. } | Error::OnSide { .. })
+    }
+
+    /// Says which compared revision an error comes from.
+    pub fn on_side(self, side: &str) -> Error {
+        Error::OnSide {
+            side: side.to_string(),
+            source: Box::new(self),
+        }
     }
 
     /// An i/o error with context.
@@ -158,6 +175,7 @@ impl Error {
             | Error::Cycle { origin, .. }
             | Error::LayerInversion { origin, .. } => origin.as_ref(),
             Error::Duplicate { second, .. } => Some(second),
+            Error::OnSide { source, .. } => source.origin(),
             _ => None,
         }
     }
@@ -186,6 +204,7 @@ impl Error {
     /// Who has to act.
     pub fn class(&self) -> Class {
         match self {
+            Error::OnSide { source, .. } => source.class(),
             Error::Io { .. } | Error::Environment { .. } | Error::Cache(_) => Class::Environment,
             Error::Internal(_) => Class::Internal,
             _ => Class::User,

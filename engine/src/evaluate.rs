@@ -141,6 +141,40 @@ fn evaluate_node(
     node: &Node,
 ) -> Result<Evaluated, Error> {
     let rule = registry.rule(node.address.kind())?;
+    let (input, file_digests, inputs) = prepare(graph, rule, files, done, node)?;
+    let (output, built) = match cached(caches, &node.address, &input)? {
+        Some(out) => (out, true),
+        None if !rule.cheap() => match state.get(&node.address) {
+            // Built by an earlier apply whose cache entry is gone: the state still knows.
+            Some(rec) if rec.input == input && rec.built => (rec.output, true),
+            _ => (unbuilt_output(&input), false),
+        },
+        None => (produce(rule, node, files, caches, &input, &inputs)?, true),
+    };
+    Ok(Evaluated {
+        input,
+        output,
+        built,
+        files: file_digests,
+        inputs,
+    })
+}
+
+/// What goes into a node: its files' digests, its input edges' outputs, and the input digest.
+pub(crate) type Prepared = (
+    Digest<Input>,
+    BTreeMap<RepoPath, Digest<Content>>,
+    BTreeMap<Address, Digest<Output>>,
+);
+
+/// Gathers a node's inputs from the hashed files and the outputs of its evaluated dependencies.
+pub(crate) fn prepare(
+    graph: &Graph,
+    rule: &dyn Rule,
+    files: &FileSet,
+    done: &Evaluation,
+    node: &Node,
+) -> Result<Prepared, Error> {
     let file_digests: BTreeMap<RepoPath, Digest<Content>> = node
         .files
         .iter()
@@ -158,45 +192,42 @@ fn evaluate_node(
         .map(|(a, _)| (a.clone(), done[a].output))
         .collect();
     let input = input_digest(rule, node, &file_digests, &inputs);
+    Ok((input, file_digests, inputs))
+}
 
-    let cached = match caches.actions.get(input.bytes())? {
+/// The output the action cache records for an input digest; a corrupted entry is evicted and
+/// said so, then treated as a miss.
+pub(crate) fn cached(
+    caches: &Caches,
+    addr: &Address,
+    input: &Digest<Input>,
+) -> Result<Option<Digest<Output>>, Error> {
+    Ok(match caches.actions.get(input.bytes())? {
         Fetched::Hit(out) => Some(Digest::from_bytes(out)),
         Fetched::Miss => None,
         Fetched::Evicted => {
-            tracing::warn!("{}: corrupted action-cache entry evicted", node.address);
+            tracing::warn!("{addr}: corrupted action-cache entry evicted; rebuilding it");
             None
         }
-    };
-    let (output, built) = match cached {
-        Some(out) => (out, true),
-        None if !rule.cheap() => match state.get(&node.address) {
-            // Built by an earlier apply whose cache entry is gone: the state still knows.
-            Some(rec) if rec.input == input && rec.built => (rec.output, true),
-            _ => (unbuilt_output(&input), false),
-        },
-        None => {
-            let artifact = rule.realize(
-                node,
-                &RealizeCtx {
-                    files,
-                    inputs: &inputs,
-                },
-            )?;
-            Stats::bump(&files.stats.nodes_realized);
-            for bytes in artifact.files.values() {
-                caches.store.put(bytes)?;
-            }
-            caches.store.put(artifact.manifest().as_bytes())?;
-            let out = artifact.digest();
-            caches.actions.put(input.bytes(), out.bytes())?;
-            (out, true)
-        }
-    };
-    Ok(Evaluated {
-        input,
-        output,
-        built,
-        files: file_digests,
-        inputs,
     })
+}
+
+/// Realizes a node, stores its artifact and records the action; returns the output digest.
+pub(crate) fn produce(
+    rule: &dyn Rule,
+    node: &Node,
+    files: &FileSet,
+    caches: &Caches,
+    input: &Digest<Input>,
+    inputs: &BTreeMap<Address, Digest<Output>>,
+) -> Result<Digest<Output>, Error> {
+    let artifact = rule.realize(node, &RealizeCtx { files, inputs })?;
+    Stats::bump(&files.stats.nodes_realized);
+    for bytes in artifact.files.values() {
+        caches.store.put(bytes)?;
+    }
+    caches.store.put(artifact.manifest().as_bytes())?;
+    let out = artifact.digest();
+    caches.actions.put(input.bytes(), out.bytes())?;
+    Ok(out)
 }

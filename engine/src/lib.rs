@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod compare;
 pub mod digest;
 pub mod error;
 pub mod evaluate;

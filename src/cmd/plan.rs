@@ -1,7 +1,9 @@
-//! `hl plan`: desired (the repo) against recorded (the state), per node, with causes.
+//! `hl plan`: desired (the repo) against recorded (the state), per node, with causes; or, with
+//! `--against`, the desired state of two revisions compared (for CI: no state, no network).
 
 use clap::Args;
-use hl_engine::Error;
+use hl_engine::{Error, StatsSnapshot};
+use serde_json::json;
 
 use crate::render;
 use crate::session::{Options, Session};
@@ -12,24 +14,39 @@ pub struct PlanArgs {
     #[command(flatten)]
     select: super::SelectArgs,
     /// Print the plan as JSON (schema: docs/plan-json.md).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
-    /// Print the work done: files statted, hashed and read, nodes realized.
+    /// Print the plan as a pull-request comment (GitHub, Gitea and Forgejo markdown).
+    #[arg(long)]
+    markdown: bool,
+    /// Print the work done: files statted, hashed and read, git blobs read, nodes realized.
     #[arg(long)]
     stats: bool,
+    /// Compare against this git revision's desired state instead of the recorded state
+    /// (a branch, tag, sha, origin/main, or main...HEAD for the merge base). Reads git objects
+    /// only: no state, no network, nothing written under .hl/.
+    #[arg(long, value_name = "REV")]
+    against: Option<String>,
+    /// With --against: the revision to plan [default: the work tree, uncommitted changes included].
+    #[arg(long, value_name = "REV", requires = "against")]
+    head: Option<String>,
 }
 
 /// Runs `hl plan`; the exit code is 0 for no changes and 2 for changes.
 pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
+    if let Some(base) = &args.against {
+        return against(opts, &args, base);
+    }
     let session = Session::open(opts)?;
     let plan = session.selected_plan(&args.select.selector()?)?;
     session.save_stat_cache()?;
     let stats = session.files.stats.snapshot();
+    let env = session.lab.topology.environment.as_deref();
     if args.json {
         let v = render::json(
             &plan,
             &session.root.display().to_string(),
-            session.lab.topology.environment.as_deref(),
+            env,
             &session.lab.notes,
             args.stats.then_some(stats),
         );
@@ -37,18 +54,75 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
         );
+    } else if args.markdown {
+        let diffs = render::Diffs::recorded(&session.caches.store, &session.files);
+        print!("{}", render::markdown(&plan, None, &diffs));
     } else {
         print!("{}", render::human(&plan));
     }
     if args.stats {
-        eprintln!(
-            "stats: {} nodes, {} files statted, {} files hashed, {} files read, {} nodes realized",
-            session.graph.len(),
-            stats.files_statted,
-            stats.files_hashed,
-            stats.files_read,
-            stats.nodes_realized
+        print_stats(session.graph.len(), stats);
+    }
+    Ok(if plan.has_changes() { 2 } else { 0 })
+}
+
+fn print_stats(nodes: usize, s: StatsSnapshot) {
+    eprintln!(
+        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized",
+        s.files_statted, s.files_hashed, s.files_read, s.blobs_read, s.nodes_realized
+    );
+}
+
+fn against(opts: &Options, args: &PlanArgs, base: &str) -> Result<u8, Error> {
+    let cmp = crate::against::compare(opts, base, args.head.as_deref())?;
+    let sel = args.select.selector()?;
+    let mut plan = cmp.plan.clone();
+    if !sel.is_empty() {
+        let known = cmp.head_graph.addresses();
+        sel.check_targets(&known)?;
+        let keep = sel.select(&cmp.head_graph, &cmp.plan, |_| Default::default());
+        plan.retain(&keep);
+    }
+    let revisions = render::Revisions {
+        base: cmp.base.0.clone(),
+        base_commit: cmp.base.1.clone(),
+        head: cmp.head.0.clone(),
+        head_commit: cmp.head.1.clone(),
+        dirty: cmp.dirty,
+    };
+    if cmp.dirty && !args.json {
+        eprintln!("note: the work tree has uncommitted changes; they are planned as part of HEAD");
+    }
+    for note in &cmp.head_lab.notes {
+        eprintln!("note: {note}");
+    }
+    let env = cmp.head_lab.topology.environment.as_deref();
+    if args.json {
+        let mut v = render::json(
+            &plan,
+            &cmp.head_files.root().display().to_string(),
+            env,
+            &cmp.head_lab.notes,
+            args.stats.then_some(cmp.stats),
         );
+        v["revisions"] = json!(revisions);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
+        );
+    } else if args.markdown {
+        let diffs = render::Diffs::between(&cmp.base_files, &cmp.head_files);
+        print!("{}", render::markdown(&plan, Some(&revisions), &diffs));
+    } else {
+        println!(
+            "Plan of {} against {}:\n",
+            revisions.head_name(),
+            revisions.base_name()
+        );
+        print!("{}", render::human(&plan));
+    }
+    if args.stats {
+        print_stats(cmp.head_graph.len(), cmp.stats);
     }
     Ok(if plan.has_changes() { 2 } else { 0 })
 }

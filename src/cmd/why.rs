@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use clap::Args;
-use hl_cache::Fetched;
 use hl_engine::{Action, Address, Cause, Content, Digest, Error, RepoPath};
 
 use crate::render::cause_line;
@@ -93,34 +92,18 @@ fn diff(
     pad: &str,
     out: &mut String,
 ) -> Result<(), Error> {
-    let old_text = match old {
-        None => Some(String::new()),
-        Some(d) => match s.caches.store.get(d.bytes())? {
-            Fetched::Hit(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            _ => None,
-        },
-    };
-    let new_text = match new {
-        None => String::new(),
-        Some(_) => s.files.read_str(path).unwrap_or_default(),
-    };
-    let Some(old_text) = old_text else {
-        let _ = writeln!(
-            out,
-            "{pad}(the recorded content of {path} is not in the cache; only its hash is known)"
-        );
-        return Ok(());
-    };
-    let d = similar::TextDiff::from_lines(&old_text, &new_text);
-    let old_name = format!("a/{path}");
-    let new_name = format!("b/{path}");
-    let text = d
-        .unified_diff()
-        .context_radius(1)
-        .header(&old_name, &new_name)
-        .to_string();
-    for line in text.lines().take(200) {
-        let _ = writeln!(out, "{pad}{line}");
+    match crate::render::Diffs::recorded(&s.caches.store, &s.files).unified(path, old, new) {
+        Some(text) => {
+            for line in text.lines().take(200) {
+                let _ = writeln!(out, "{pad}{line}");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{pad}(the recorded content of {path} is not in the cache; only its hash is known)"
+            );
+        }
     }
     Ok(())
 }

@@ -286,17 +286,26 @@ impl GitTree {
         Ok(self)
     }
 
-    /// The blob id of every file that the head has too, unchanged: the identities both sides
-    /// share without reading.
-    pub fn shared_identities(&self) -> HashMap<RepoPath, String> {
-        let Some((_, changed)) = &self.over else {
-            return HashMap::new();
+    /// The blob id of every file outside `changed` (paths relative to the repository top):
+    /// files both sides share, whose digests derive from the id without reading.
+    pub fn unchanged_blobs(
+        &self,
+        changed: &HashSet<String>,
+    ) -> Result<HashMap<RepoPath, String>, Error> {
+        let prefix = prefix_of(&self.repo, &self.root)?;
+        let top_path = |p: &str| {
+            if prefix.is_empty() {
+                p.to_string()
+            } else {
+                format!("{prefix}/{p}")
+            }
         };
-        self.entries
+        Ok(self
+            .entries
             .iter()
-            .filter(|(p, b)| b.kind == Kind::File && !changed.contains(*p))
+            .filter(|(p, b)| b.kind == Kind::File && !changed.contains(&top_path(p)))
             .filter_map(|(p, b)| RepoPath::new(p).ok().map(|rp| (rp, b.oid.clone())))
-            .collect()
+            .collect())
     }
 
     /// The commit this tree is.

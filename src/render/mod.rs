@@ -182,3 +182,44 @@ pub fn json(
     }
     v
 }
+
+mod diffs;
+mod markdown;
+
+pub use diffs::Diffs;
+pub use markdown::markdown;
+
+/// The two revisions of a comparison, as the user named them and as commits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Revisions {
+    /// BASE as given.
+    pub base: String,
+    /// Its commit.
+    pub base_commit: String,
+    /// HEAD as given (`work tree` when none was).
+    pub head: String,
+    /// Its commit, when it is one.
+    pub head_commit: Option<String>,
+    /// Whether the work tree, used as HEAD, has uncommitted changes.
+    pub dirty: bool,
+}
+
+impl Revisions {
+    /// `main (1a2b3c4)`.
+    pub fn base_name(&self) -> String {
+        format!(
+            "{} ({})",
+            self.base,
+            &self.base_commit[..self.base_commit.len().min(7)]
+        )
+    }
+
+    /// `feature (5d6e7f8)`, or `the work tree` (with uncommitted changes).
+    pub fn head_name(&self) -> String {
+        match &self.head_commit {
+            Some(c) => format!("{} ({})", self.head, &c[..c.len().min(7)]),
+            None if self.dirty => "the work tree (with uncommitted changes)".into(),
+            None => "the work tree".into(),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `hl plan --against BASE [--head REV]`: the desired state of two revisions compared, for CI.
+//! Files of a revision are read from git's objects; nothing under `.hl/` is read or written and
+//! no host is reached. The plan is the ordinary plan data, computed against the base as if it
+//! were the recorded state.
+
+use std::sync::Arc;
+
+use hl_engine::compare::{self, Side};
+use hl_engine::files::{GitRepo, GitTree};
+use hl_engine::{plan, Caches, Error, FileSet, Graph, Plan, StatsSnapshot};
+use hl_rules::Homelab;
+
+use crate::session::{cache_dir, Options};
+
+/// A comparison of two revisions.
+pub struct Comparison {
+    /// The plan: what merging HEAD into BASE changes.
+    pub plan: Plan,
+    /// The head side's homelab.
+    pub head_lab: Homelab,
+    /// The head side's graph.
+    pub head_graph: Graph,
+    /// The head side's files.
+    pub head_files: Arc<FileSet>,
+    /// The base side's files.
+    pub base_files: FileSet,
+    /// The base revision: as named, and its commit.
+    pub base: (String, String),
+    /// The head revision: as named (`work tree` when none), and its commit when it is one.
+    pub head: (String, Option<String>),
+    /// Whether the work tree, used as HEAD, has uncommitted changes.
+    pub dirty: bool,
+    /// The work done on both sides.
+    pub stats: StatsSnapshot,
+}
+
+/// Loads both revisions and plans the difference.
+pub fn compare(
+    opts: &Options,
+    base_rev: &str,
+    head_rev: Option<&str>,
+) -> Result<Comparison, Error> {
+    let start = match &opts.repo {
+        Some(p) => p.clone(),
+        None => std::env::current_dir().map_err(|e| Error::io("cannot read", ".", e))?,
+    };
+    let root = hl_rules::find_root(&start).ok_or_else(|| Error::Environment {
+        message: format!("{} is not inside a homelab repo", start.display()),
+        help: Some("run hl in your homelab repo or pass -C DIR".into()),
+    })?;
+    crate::session::set_root(&root);
+    let repo = GitRepo::discover(&root)?;
+    let base_sha = repo.resolve(base_rev)?;
+    let head_sha = head_rev.map(|r| repo.resolve(r)).transpose()?;
+    let dirty = head_sha.is_none() && repo.dirty()?;
+    let changed = repo.changed(&base_sha, head_sha.as_deref())?;
+
+    let base_tree = GitTree::load(&repo, &base_sha, base_rev, &root)?;
+    let head_files = match (&head_sha, head_rev) {
+        (Some(sha), Some(label)) => {
+            FileSet::from_source(Box::new(GitTree::load(&repo, sha, label, &root)?))
+        }
+        _ => FileSet::new(&root)?,
+    };
+    let ids = base_tree.unchanged_blobs(&changed)?;
+    let head_files = Arc::new(head_files.with_identities(ids.clone()));
+    let base_files = FileSet::from_source(Box::new(base_tree.over(head_files.clone(), &changed)?))
+        .with_identities(ids);
+    let base_label = base_files.label();
+    let head_label = head_files.label();
+
+    let head_lab = hl_rules::load(&head_files, &[]).map_err(|e| e.on_side(&head_label))?;
+    let base_lab = hl_rules::load(&base_files, &[]).map_err(|e| e.on_side(&base_label))?;
+    let head_graph = Graph::build(head_lab.nodes.clone()).map_err(|e| e.on_side(&head_label))?;
+    let base_graph = Graph::build(base_lab.nodes.clone()).map_err(|e| e.on_side(&base_label))?;
+    let registry = hl_rules::registry();
+    let caches = Caches::open(&cache_dir(opts))?;
+    let (head_eval, base_eval) = compare::evaluate_pair(
+        &Side {
+            graph: &head_graph,
+            files: &head_files,
+        },
+        &Side {
+            graph: &base_graph,
+            files: &base_files,
+        },
+        &registry,
+        &caches,
+    )?;
+    let state = compare::state_of(&base_graph, &base_eval, &registry)?;
+    let mut removed_needs = base_lab.removed_needs.clone();
+    // Checks a deleted node would need are those it needed on the base side.
+    for n in base_graph.nodes() {
+        if !head_graph.contains(&n.address) {
+            let checks = base_graph
+                .deps(&n.address)
+                .into_iter()
+                .filter(|(a, _)| a.kind() == "check")
+                .map(|(a, _)| a.clone())
+                .collect();
+            removed_needs.insert(n.address.clone(), checks);
+        }
+    }
+    let plan = plan::compute(&head_graph, &registry, &head_eval, &state, &removed_needs)?;
+    let (h, b) = (head_files.stats.snapshot(), base_files.stats.snapshot());
+    let stats = StatsSnapshot {
+        files_statted: h.files_statted + b.files_statted,
+        files_hashed: h.files_hashed + b.files_hashed,
+        files_read: h.files_read + b.files_read,
+        blobs_read: h.blobs_read + b.blobs_read,
+        nodes_realized: h.nodes_realized + b.nodes_realized,
+    };
+    Ok(Comparison {
+        plan,
+        head_lab,
+        head_graph,
+        head_files,
+        base_files,
+        base: (base_rev.to_string(), base_sha),
+        head: (head_rev.unwrap_or("work tree").to_string(), head_sha),
+        dirty,
+        stats,
+    })
+}
