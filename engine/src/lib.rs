@@ -22,13 +22,18 @@ pub mod compare;
 pub mod digest;
 pub mod error;
 pub mod evaluate;
+pub mod events;
 pub mod files;
 pub mod graph;
+pub mod lock;
 pub mod node;
 pub mod plan;
 pub mod repopath;
+pub mod scheduler;
 pub mod select;
 pub mod statcache;
+pub mod time;
+pub mod transport;
 pub mod state;
 
 pub use address::{Address, Layer};
