@@ -4,6 +4,7 @@
 //! comes back. Plans and JSON go to stdout; notes, progress and errors to stderr.
 
 mod against;
+mod apply;
 mod cmd;
 mod diag;
 mod render;
@@ -32,6 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Converge the homelab: the plan, approval, the L0 runway, then every change in parallel.
+    Apply(cmd::apply::ApplyArgs),
     /// Show the minimal plan that makes the homelab match the repo (exit 0: no changes, 2: changes, 1: error).
     Plan(cmd::plan::PlanArgs),
     /// Trace why a node is in the plan: from each changed file, through every hash it moved.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Plan(a) => cmd::plan::run(&ctx, a),
+        Command::Apply(a) => cmd::apply::run(&ctx, a),
         Command::Why(a) => cmd::why::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Graph(a) => cmd::graph::run(&ctx, a),

@@ -2,7 +2,7 @@
 //! that needs a plan goes through [`Session::open`] so they all see the same data.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use hl_engine::{
     evaluate, plan, Address, Caches, Error, Evaluation, FileSet, Graph, Node, Origin, Plan,
@@ -36,7 +36,7 @@ pub struct Session {
     /// The repo root.
     pub root: PathBuf,
     /// Its files.
-    pub files: FileSet,
+    pub files: Arc<FileSet>,
     /// The homelab.
     pub lab: Homelab,
     /// The graph.
@@ -58,22 +58,13 @@ impl Session {
     /// Finds the repo, loads and checks it, hashes every node and computes the plan. Nothing is
     /// written until all of that succeeded; then only the stat cache (and the content cache).
     pub fn open(opts: &Options) -> Result<Session, Error> {
-        let start = match &opts.repo {
-            Some(p) => p.clone(),
-            None => std::env::current_dir().map_err(|e| Error::io("cannot read", ".", e))?,
-        };
-        let root = hl_rules::find_root(&start).ok_or_else(|| Error::Environment {
-            message: format!(
-                "{} is not inside a homelab repo (no inventory/topology.yaml or hl.yaml above it)",
-                start.display()
-            ),
-            help: Some(
-                "run hl in your homelab repo or pass -C DIR; docs/layout.md shows the layout"
-                    .into(),
-            ),
-        })?;
+        Session::open_at(opts, find(opts)?)
+    }
+
+    /// [`Session::open`] at a root already found (apply locks the state before it plans).
+    pub fn open_at(opts: &Options, root: PathBuf) -> Result<Session, Error> {
         set_root(&root);
-        let files = FileSet::new(&root)?;
+        let files = Arc::new(FileSet::new(&root)?);
         let state = State::load(&state_path(&root))?;
         let removed: Vec<Node> = state
             .nodes
@@ -164,6 +155,23 @@ impl Session {
             }),
         ))
     }
+}
+
+/// Finds the homelab root from `-C` or the current directory.
+pub fn find(opts: &Options) -> Result<PathBuf, Error> {
+    let start = match &opts.repo {
+        Some(p) => p.clone(),
+        None => std::env::current_dir().map_err(|e| Error::io("cannot read", ".", e))?,
+    };
+    hl_rules::find_root(&start).ok_or_else(|| Error::Environment {
+        message: format!(
+            "{} is not inside a homelab repo (no inventory/topology.yaml or hl.yaml above it)",
+            start.display()
+        ),
+        help: Some(
+            "run hl in your homelab repo or pass -C DIR; docs/layout.md shows the layout".into(),
+        ),
+    })
 }
 
 /// `.hl/` at the repo root.

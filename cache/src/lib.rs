@@ -60,8 +60,12 @@ pub fn hex(hash: &Hash) -> String {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // Unique per process and per write: two threads storing the same blob at once must not
+    // share a temp file (the loser's rename would find it gone).
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}.{seq}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
         std::process::id()
     ));
@@ -199,6 +203,26 @@ mod tests {
         fs::write(shard(dir.path(), "cas", &key), b"tampered").unwrap();
         assert_eq!(store.get(&key).unwrap(), Fetched::Evicted);
         assert_eq!(store.get(&key).unwrap(), Fetched::Miss);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_blob_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        write_atomic(&shard(dir.path(), "cas", &[7u8; 32]), b"same").unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            fs::read(shard(dir.path(), "cas", &[7u8; 32])).unwrap(),
+            b"same"
+        );
+        let _ = store;
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::digest::{canonical_json, Content, Digest, Input, Output};
 use crate::error::Error;
 use crate::files::{FileSet, RepoPath, Stats};
 use crate::graph::Graph;
-use crate::node::{EdgeKind, Node, RealizeCtx, Rule};
+use crate::node::{Artifact, EdgeKind, Node, RealizeCtx, Rule};
 use crate::statcache::StatCache;
 use crate::state::State;
 use hl_cache::{ActionCache, Fetched, Store};
@@ -47,6 +47,44 @@ pub struct Caches {
 }
 
 impl Caches {
+    /// Stores an artifact: each file by content, then its manifest, whose hash is the output
+    /// digest, so an output digest is enough to find the whole artifact again.
+    pub fn put_artifact(&self, artifact: &Artifact) -> Result<Digest<Output>, Error> {
+        for bytes in artifact.files.values() {
+            self.store.put(bytes)?;
+        }
+        let key = self.store.put(artifact.manifest().as_bytes())?;
+        Ok(Digest::from_bytes(key))
+    }
+
+    /// The artifact of an output digest, every object verified. `Evicted` when an object was
+    /// corrupted (it is removed, and the caller rebuilds), `Miss` when one is absent.
+    pub fn artifact(&self, output: &Digest<Output>) -> Result<Fetched<Artifact>, Error> {
+        let manifest = match self.store.get(output.bytes())? {
+            Fetched::Hit(m) => m,
+            Fetched::Miss => return Ok(Fetched::Miss),
+            Fetched::Evicted => return Ok(Fetched::Evicted),
+        };
+        let text = String::from_utf8_lossy(&manifest).into_owned();
+        let mut art = Artifact::default();
+        for line in text.lines() {
+            let Some((path, hex)) = line.split_once('\t') else {
+                return Ok(Fetched::Evicted);
+            };
+            let Some(d) = Digest::<Content>::parse_hex(hex) else {
+                return Ok(Fetched::Evicted);
+            };
+            match self.store.get(d.bytes())? {
+                Fetched::Hit(b) => {
+                    art.files.insert(path.to_string(), b);
+                }
+                Fetched::Miss => return Ok(Fetched::Miss),
+                Fetched::Evicted => return Ok(Fetched::Evicted),
+            }
+        }
+        Ok(Fetched::Hit(art))
+    }
+
     /// The caches under one folder.
     pub fn open(root: &std::path::Path) -> Result<Caches, Error> {
         Ok(Caches {
@@ -223,11 +261,7 @@ pub(crate) fn produce(
 ) -> Result<Digest<Output>, Error> {
     let artifact = rule.realize(node, &RealizeCtx { files, inputs })?;
     Stats::bump(&files.stats.nodes_realized);
-    for bytes in artifact.files.values() {
-        caches.store.put(bytes)?;
-    }
-    caches.store.put(artifact.manifest().as_bytes())?;
-    let out = artifact.digest();
+    let out = caches.put_artifact(&artifact)?;
     caches.actions.put(input.bytes(), out.bytes())?;
     Ok(out)
 }

@@ -55,9 +55,17 @@ pub struct EventLog {
 impl EventLog {
     /// Events under `dir` (a runtime root's `events/`), with a fresh correlation id.
     pub fn new(dir: PathBuf) -> EventLog {
-        let seed = format!("{}:{}:{:?}", unix_now(), std::process::id(), std::time::Instant::now());
+        let seed = format!(
+            "{}:{}:{:?}",
+            unix_now(),
+            std::process::id(),
+            std::time::Instant::now()
+        );
         let id = blake3::hash(seed.as_bytes()).to_hex()[..16].to_string();
-        EventLog { dir, correlation_id: format!("hl-{id}") }
+        EventLog {
+            dir,
+            correlation_id: format!("hl-{id}"),
+        }
     }
 
     /// This run's correlation id.
@@ -72,7 +80,14 @@ impl EventLog {
 
     /// Appends one event. A failure to write an event is reported by the caller as a warning;
     /// it never fails an apply.
-    pub fn emit(&self, kind: &str, severity: Severity, node: &str, service: &str, data: Value) -> std::io::Result<()> {
+    pub fn emit(
+        &self,
+        kind: &str,
+        severity: Severity,
+        node: &str,
+        service: &str,
+        data: Value,
+    ) -> std::io::Result<()> {
         let now = unix_now();
         let ev = Event {
             ts: rfc3339(now),
@@ -89,7 +104,10 @@ impl EventLog {
         let mut line = serde_json::to_string(&ev).map_err(std::io::Error::other)?;
         line.push('\n');
         // One write of one line with O_APPEND: concurrent writers never interleave within it.
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("events.jsonl"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("events.jsonl"))?;
         f.write_all(line.as_bytes())
     }
 }

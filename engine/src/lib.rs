@@ -32,9 +32,9 @@ pub mod repopath;
 pub mod scheduler;
 pub mod select;
 pub mod statcache;
+pub mod state;
 pub mod time;
 pub mod transport;
-pub mod state;
 
 pub use address::{Address, Layer};
 pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Output};
@@ -42,8 +42,12 @@ pub use error::{Class, Error};
 pub use evaluate::{Caches, Evaluated, Evaluation, Registry};
 pub use files::{Entry, FileSet, Kind, RepoPath, Source, Stats, StatsSnapshot};
 pub use graph::Graph;
-pub use node::{Artifact, Edge, EdgeKind, Node, Origin, RealizeCtx, Requirement, Rule};
+pub use node::{
+    ApplyCtx, Artifact, Edge, EdgeKind, Node, Observed, Origin, RealizeCtx, Requirement, Rule,
+};
 pub use plan::{Action, Cause, Plan, Step};
+pub use scheduler::{FailureKind, JobError};
 pub use select::Selector;
 pub use statcache::StatCache;
 pub use state::{Record, State};
+pub use transport::Transport;

@@ -28,7 +28,11 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` (pid {} on {}, since {})", self.command, self.pid, self.host, self.since)
+        write!(
+            f,
+            "`{}` (pid {} on {}, since {})",
+            self.command, self.pid, self.host, self.since
+        )
     }
 }
 
@@ -71,13 +75,20 @@ impl Lock {
             let who = previous.map_or("another hl".to_string(), |h| h.to_string());
             return Err(Error::Environment {
                 message: format!("the state is locked by {who}"),
-                help: Some("wait for it to finish; two runs must not change the same homelab at once".into()),
+                help: Some(
+                    "wait for it to finish; two runs must not change the same homelab at once"
+                        .into(),
+                ),
             });
         }
         let me = std::process::id();
         let mut took_over = None;
         if let Some(h) = previous.filter(|h| h.pid != me) {
-            let state = if h.host == hostname() && alive(h.pid) { "still running but unlocked" } else { "dead" };
+            let state = if h.host == hostname() && alive(h.pid) {
+                "still running but unlocked"
+            } else {
+                "dead"
+            };
             if !force_unlock {
                 return Err(Error::Environment {
                     message: format!(
@@ -95,11 +106,19 @@ impl Lock {
             command: command.to_string(),
         };
         let json = serde_json::to_string(&holder).map_err(|e| Error::Internal(e.to_string()))?;
-        file.set_len(0).map_err(|e| Error::io("cannot write", &path, e))?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("cannot write", &path, e))?;
-        file.write_all(json.as_bytes()).map_err(|e| Error::io("cannot write", &path, e))?;
-        file.sync_all().map_err(|e| Error::io("cannot write", &path, e))?;
-        Ok(Lock { file, path, took_over })
+        file.set_len(0)
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        file.write_all(json.as_bytes())
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        Ok(Lock {
+            file,
+            path,
+            took_over,
+        })
     }
 
     /// Where the lock lives.
@@ -126,15 +145,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = Lock::acquire(dir.path(), "hl apply", false).unwrap();
         let err = Lock::acquire(dir.path(), "hl apply", false).unwrap_err();
-        assert!(err.to_string().starts_with("the state is locked by `hl apply` (pid"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("the state is locked by `hl apply` (pid"),
+            "{err}"
+        );
         drop(first);
         // Released cleanly: free.
         drop(Lock::acquire(dir.path(), "hl apply", false).unwrap());
         // A holder that died without releasing.
-        let dead = Holder { host: hostname(), pid: 999_999_999, since: "2026-01-01T00:00:00Z".into(), command: "hl apply".into() };
-        std::fs::write(dir.path().join("lock"), serde_json::to_string(&dead).unwrap()).unwrap();
+        let dead = Holder {
+            host: hostname(),
+            pid: 999_999_999,
+            since: "2026-01-01T00:00:00Z".into(),
+            command: "hl apply".into(),
+        };
+        std::fs::write(
+            dir.path().join("lock"),
+            serde_json::to_string(&dead).unwrap(),
+        )
+        .unwrap();
         let err = Lock::acquire(dir.path(), "hl apply", false).unwrap_err();
-        assert!(err.to_string().starts_with("stale lock: `hl apply` (pid 999999999"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("stale lock: `hl apply` (pid 999999999"),
+            "{err}"
+        );
         let taken = Lock::acquire(dir.path(), "hl apply", true).unwrap();
         assert_eq!(taken.took_over, Some(dead));
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,6 +11,8 @@ use crate::address::{Address, Layer};
 use crate::digest::{Digest, Output};
 use crate::error::Error;
 use crate::files::{FileSet, RepoPath};
+use crate::scheduler::{JobCtx, JobError};
+use crate::transport::Transport;
 
 /// Where something was written in the repo: a file, and a line and column when known (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -222,4 +225,86 @@ pub trait Rule: Send + Sync {
     fn requirements(&self, _node: &Node) -> Vec<Requirement> {
         Vec::new()
     }
+
+    /// The host that converging this node talks to over SSH, if any: it is reached before
+    /// anything is built for the node, and the per-host cap counts against it.
+    fn host(&self, node: &Node) -> Option<String> {
+        node.address.host().map(str::to_string)
+    }
+
+    /// Makes the world match the artifact (upload, switch, start).
+    fn converge(&self, node: &Node, _ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        Err(JobError::unsupported(format!(
+            "{}: hl has no provider that converges `{}` nodes yet",
+            node.address,
+            self.kind()
+        )))
+    }
+
+    /// Checks that what converged works (a healthcheck); a failure fails the node.
+    fn verify(&self, _node: &Node, _ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Removes the node from the world: a delete, or the first half of a replace. For a node
+    /// gone from the repo, `node` carries its recorded parameters.
+    fn destroy(&self, node: &Node, _ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        Err(JobError::unsupported(format!(
+            "{}: hl has no provider that destroys `{}` nodes yet",
+            node.address,
+            self.kind()
+        )))
+    }
+
+    /// Reads what the target actually runs, for `--refresh`: drift is a difference from what
+    /// the state recorded.
+    fn observe(&self, _node: &Node, _ctx: &ApplyCtx<'_>) -> Result<Observed, JobError> {
+        Ok(Observed::Unknown)
+    }
+}
+
+/// What converge, verify, destroy and observe are given.
+pub struct ApplyCtx<'a> {
+    /// The artifact to converge to (absent for destroy and observe).
+    pub artifact: Option<&'a Artifact>,
+    /// Its output digest (the release name), or the recorded one for destroy and observe.
+    pub output: Option<Digest<Output>>,
+    /// The node's host, when it has one.
+    pub transport: Option<&'a Transport>,
+    /// Where to report progress.
+    pub job: Option<&'a JobCtx>,
+    /// The time limit of each command.
+    pub timeout: Duration,
+}
+
+impl ApplyCtx<'_> {
+    /// Reports progress, when a job is listening.
+    pub fn say(&self, text: impl Into<String>) {
+        if let Some(j) = self.job {
+            j.say(text);
+        }
+    }
+
+    /// The transport, or an error naming the node that needs one.
+    pub fn transport(&self, node: &Node) -> Result<&Transport, JobError> {
+        self.transport
+            .ok_or_else(|| JobError::failed(format!("{}: no transport to its host", node.address)))
+    }
+}
+
+/// What a target was found to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Observed {
+    /// The rule cannot observe this kind.
+    Unknown,
+    /// It runs what was recorded.
+    Matches,
+    /// It runs something else, or is stopped: what was found.
+    Drifted {
+        /// What differs, for people.
+        what: String,
+    },
+    /// It is not there at all.
+    Absent,
 }

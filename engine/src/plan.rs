@@ -128,6 +128,11 @@ pub enum Cause {
     },
     /// Inputs changed but the artifact is byte-for-byte the same (early cutoff).
     OutputIdentical,
+    /// The target does not run what the state recorded (`--refresh`).
+    Drift {
+        /// What was found.
+        what: String,
+    },
     /// This change cannot be made in place.
     ForcesReplacement {
         /// The parameter or dependency that forces it.

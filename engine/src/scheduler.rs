@@ -24,6 +24,70 @@ pub struct JobError {
     pub message: String,
     /// Connection refused, timed out: worth a retry. Anything else is not.
     pub transient: bool,
+    /// What kind of failure, for events and the summary.
+    pub kind: FailureKind,
+}
+
+/// What kind of failure a job had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The step failed (a command, a build).
+    Failed,
+    /// The host could not be reached.
+    Unreachable,
+    /// The step converged but its healthcheck failed.
+    Healthcheck,
+    /// hl cannot converge this kind of node yet.
+    Unsupported,
+}
+
+impl JobError {
+    /// A permanent failure.
+    pub fn failed(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            transient: false,
+            kind: FailureKind::Failed,
+        }
+    }
+
+    /// A failed healthcheck.
+    pub fn healthcheck(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            transient: false,
+            kind: FailureKind::Healthcheck,
+        }
+    }
+
+    /// A kind hl has no provider for yet.
+    pub fn unsupported(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            transient: false,
+            kind: FailureKind::Unsupported,
+        }
+    }
+}
+
+impl From<crate::transport::TransportError> for JobError {
+    fn from(e: crate::transport::TransportError) -> JobError {
+        let kind = match e {
+            crate::transport::TransportError::Unreachable { .. } => FailureKind::Unreachable,
+            _ => FailureKind::Failed,
+        };
+        JobError {
+            message: e.to_string(),
+            transient: e.transient(),
+            kind,
+        }
+    }
+}
+
+impl From<crate::error::Error> for JobError {
+    fn from(e: crate::error::Error) -> JobError {
+        JobError::failed(e.to_string())
+    }
 }
 
 /// What a job can tell the scheduler while it runs.
@@ -38,7 +102,10 @@ pub struct JobCtx {
 impl JobCtx {
     /// Reports progress ("uploading release", "healthcheck").
     pub fn say(&self, text: impl Into<String>) {
-        let _ = self.tx.send(Event::Message { address: self.address.clone(), text: text.into() });
+        let _ = self.tx.send(Event::Message {
+            address: self.address.clone(),
+            text: text.into(),
+        });
     }
 }
 
@@ -147,7 +214,11 @@ pub struct Summary {
 }
 
 /// Runs the jobs; `on_event` is called on the caller's thread for every event, in order.
-pub fn run<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, mut on_event: impl FnMut(Event<T>)) -> Summary {
+pub fn run<T: Send + 'static>(
+    jobs: Vec<Job<T>>,
+    opts: &Options,
+    mut on_event: impl FnMut(Event<T>),
+) -> Summary {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(opts.jobs.max(1) + 2)
@@ -157,7 +228,11 @@ pub fn run<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, mut on_event: i
     rt.block_on(drive(jobs, opts, &mut on_event))
 }
 
-async fn drive<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, on_event: &mut impl FnMut(Event<T>)) -> Summary {
+async fn drive<T: Send + 'static>(
+    jobs: Vec<Job<T>>,
+    opts: &Options,
+    on_event: &mut impl FnMut(Event<T>),
+) -> Summary {
     let names: BTreeSet<Address> = jobs.iter().map(|j| j.address.clone()).collect();
     let mut waiting: HashMap<Address, usize> = HashMap::new();
     let mut dependents: HashMap<Address, Vec<Address>> = HashMap::new();
@@ -166,11 +241,18 @@ async fn drive<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, on_event: &
         let deps: Vec<&Address> = j.deps.iter().filter(|d| names.contains(*d)).collect();
         waiting.insert(j.address.clone(), deps.len());
         for d in deps {
-            dependents.entry(d.clone()).or_default().push(j.address.clone());
+            dependents
+                .entry(d.clone())
+                .or_default()
+                .push(j.address.clone());
         }
         by_addr.insert(j.address.clone(), j);
     }
-    let mut ready: BTreeSet<Address> = waiting.iter().filter(|(_, n)| **n == 0).map(|(a, _)| a.clone()).collect();
+    let mut ready: BTreeSet<Address> = waiting
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(a, _)| a.clone())
+        .collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<Event<T>>();
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Event>();
     let mut running: HashMap<Address, Option<String>> = HashMap::new();
@@ -188,7 +270,9 @@ async fn drive<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, on_event: &
                 .iter()
                 .filter(|a| {
                     let host = by_addr[*a].host.as_ref();
-                    host.is_none_or(|h| per_host.get(h).copied().unwrap_or(0) < opts.per_host.max(1))
+                    host.is_none_or(|h| {
+                        per_host.get(h).copied().unwrap_or(0) < opts.per_host.max(1)
+                    })
                 })
                 .cloned()
                 .collect();
@@ -208,10 +292,8 @@ async fn drive<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, on_event: &
                 spawn(&by_addr[&addr], opts, tx.clone(), msg_tx.clone());
             }
         }
-        if running.is_empty() {
-            if cancelled || ready.is_empty() {
-                break;
-            }
+        if running.is_empty() && (cancelled || ready.is_empty()) {
+            break;
         }
         tokio::select! {
             Some(ev) = rx.recv() => {
@@ -256,7 +338,11 @@ async fn drive<T: Send + 'static>(jobs: Vec<Job<T>>, opts: &Options, on_event: &
     summary.interrupted = opts.cancel.load(Ordering::SeqCst);
     summary.not_started = by_addr
         .keys()
-        .filter(|a| !summary.succeeded.contains(*a) && !summary.failed.contains_key(*a) && !summary.skipped.contains_key(*a))
+        .filter(|a| {
+            !summary.succeeded.contains(*a)
+                && !summary.failed.contains_key(*a)
+                && !summary.skipped.contains_key(*a)
+        })
         .cloned()
         .collect();
     summary
@@ -277,13 +363,21 @@ fn skip_dependents<T>(
             }
             ready.remove(d);
             summary.skipped.insert(d.clone(), failed.clone());
-            on_event(Event::Skipped { address: d.clone(), because: failed.clone() });
+            on_event(Event::Skipped {
+                address: d.clone(),
+                because: failed.clone(),
+            });
             stack.push(d.clone());
         }
     }
 }
 
-fn spawn<T: Send + 'static>(job: &Job<T>, opts: &Options, tx: mpsc::UnboundedSender<Event<T>>, msg: mpsc::UnboundedSender<Event>) {
+fn spawn<T: Send + 'static>(
+    job: &Job<T>,
+    opts: &Options,
+    tx: mpsc::UnboundedSender<Event<T>>,
+    msg: mpsc::UnboundedSender<Event>,
+) {
     let work = job.work.clone();
     let address = job.address.clone();
     let (retries, backoff) = (opts.retries, opts.backoff);
@@ -291,19 +385,35 @@ fn spawn<T: Send + 'static>(job: &Job<T>, opts: &Options, tx: mpsc::UnboundedSen
         let start = Instant::now();
         let mut attempt = 1;
         let result = loop {
-            let _ = msg.send(Event::Started { address: address.clone(), attempt });
-            let ctx = JobCtx { address: address.clone(), tx: msg.clone(), attempt };
+            let _ = msg.send(Event::Started {
+                address: address.clone(),
+                attempt,
+            });
+            let ctx = JobCtx {
+                address: address.clone(),
+                tx: msg.clone(),
+                attempt,
+            };
             match work(&ctx) {
                 Err(e) if e.transient && attempt <= retries => {
                     let wait = backoff * 2u32.pow(attempt - 1);
-                    let _ = msg.send(Event::Retrying { address: address.clone(), attempt, error: e.message, wait });
+                    let _ = msg.send(Event::Retrying {
+                        address: address.clone(),
+                        attempt,
+                        error: e.message,
+                        wait,
+                    });
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
                 other => break other,
             }
         };
-        let _ = tx.send(Event::Finished { address, result, elapsed: start.elapsed() });
+        let _ = tx.send(Event::Finished {
+            address,
+            result,
+            elapsed: start.elapsed(),
+        });
     });
 }
 
@@ -317,8 +427,18 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn job(a: &str, host: Option<&str>, deps: &[&str], work: impl Fn(&JobCtx) -> Result<(), JobError> + Send + Sync + 'static) -> Job<()> {
-        Job { address: addr(a), host: host.map(str::to_string), deps: deps.iter().map(|d| addr(d)).collect(), work: Arc::new(work) }
+    fn job(
+        a: &str,
+        host: Option<&str>,
+        deps: &[&str],
+        work: impl Fn(&JobCtx) -> Result<(), JobError> + Send + Sync + 'static,
+    ) -> Job<()> {
+        Job {
+            address: addr(a),
+            host: host.map(str::to_string),
+            deps: deps.iter().map(|d| addr(d)).collect(),
+            work: Arc::new(work),
+        }
     }
 
     #[test]
@@ -328,7 +448,11 @@ mod tests {
             let order = order.clone();
             move |_: &JobCtx| {
                 order.lock().unwrap().push(name);
-                if fail { Err(JobError { message: "boom".into(), transient: false }) } else { Ok(()) }
+                if fail {
+                    Err(JobError::failed("boom"))
+                } else {
+                    Ok(())
+                }
             }
         };
         let jobs = vec![
@@ -341,9 +465,18 @@ mod tests {
         let ran = order.lock().unwrap().clone();
         assert!(ran.iter().position(|x| *x == "a") < ran.iter().position(|x| *x == "b"));
         assert!(!ran.contains(&"c"));
-        assert_eq!(s.succeeded, BTreeSet::from([addr("compose:a@H"), addr("compose:d@G")]));
-        assert_eq!(s.failed.keys().cloned().collect::<Vec<_>>(), vec![addr("compose:b@H")]);
-        assert_eq!(s.skipped.get(&addr("compose:c@H")), Some(&addr("compose:b@H")));
+        assert_eq!(
+            s.succeeded,
+            BTreeSet::from([addr("compose:a@H"), addr("compose:d@G")])
+        );
+        assert_eq!(
+            s.failed.keys().cloned().collect::<Vec<_>>(),
+            vec![addr("compose:b@H")]
+        );
+        assert_eq!(
+            s.skipped.get(&addr("compose:c@H")),
+            Some(&addr("compose:b@H"))
+        );
     }
 
     #[test]
@@ -352,12 +485,19 @@ mod tests {
         let t = tries.clone();
         let flaky = job("compose:x@H", None, &[], move |_| {
             if t.fetch_add(1, Ordering::SeqCst) < 2 {
-                Err(JobError { message: "connection refused".into(), transient: true })
+                Err(JobError {
+                    message: "connection refused".into(),
+                    transient: true,
+                    kind: FailureKind::Unreachable,
+                })
             } else {
                 Ok(())
             }
         });
-        let opts = Options { backoff: Duration::from_millis(1), ..Options::default() };
+        let opts = Options {
+            backoff: Duration::from_millis(1),
+            ..Options::default()
+        };
         let s = run(vec![flaky], &opts, |_| {});
         assert_eq!(tries.load(Ordering::SeqCst), 3);
         assert_eq!(s.succeeded.len(), 1);
@@ -366,7 +506,7 @@ mod tests {
         let t = tries.clone();
         let broken = job("compose:y@H", None, &[], move |_| {
             t.fetch_add(1, Ordering::SeqCst);
-            Err(JobError { message: "bad compose file".into(), transient: false })
+            Err(JobError::failed("bad compose file"))
         });
         let s = run(vec![broken], &opts, |_| {});
         assert_eq!(tries.load(Ordering::SeqCst), 1);
@@ -388,10 +528,18 @@ mod tests {
                 Ok(())
             }));
         }
-        let opts = Options { jobs: 8, per_host: 2, ..Options::default() };
+        let opts = Options {
+            jobs: 8,
+            per_host: 2,
+            ..Options::default()
+        };
         let s = run(jobs, &opts, |_| {});
         assert_eq!(s.succeeded.len(), 6);
-        assert!(peak.load(Ordering::SeqCst) <= 2, "peak {}", peak.load(Ordering::SeqCst));
+        assert!(
+            peak.load(Ordering::SeqCst) <= 2,
+            "peak {}",
+            peak.load(Ordering::SeqCst)
+        );
     }
 
     #[test]
@@ -404,7 +552,10 @@ mod tests {
             Ok(())
         });
         let second = job("compose:b@H", None, &["compose:a@H"], |_| Ok(()));
-        let opts = Options { cancel, ..Options::default() };
+        let opts = Options {
+            cancel,
+            ..Options::default()
+        };
         let s = run(vec![first, second], &opts, |_| {});
         assert!(s.interrupted);
         assert_eq!(s.succeeded, BTreeSet::from([addr("compose:a@H")]));

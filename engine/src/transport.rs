@@ -113,13 +113,20 @@ pub enum TransportError {
 impl TransportError {
     /// Whether trying again may help: connection faults and time-outs, nothing else.
     pub fn transient(&self) -> bool {
-        matches!(self, TransportError::Unreachable { .. } | TransportError::Timeout { .. })
+        matches!(
+            self,
+            TransportError::Unreachable { .. } | TransportError::Timeout { .. }
+        )
     }
 }
 
 /// Quotes one argument for a POSIX shell: `'it'\''s'`.
 pub fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b)) {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
         return arg.to_string();
     }
     format!("'{}'", arg.replace('\'', r"'\''"))
@@ -151,12 +158,18 @@ mv "$staging" "$final""#;
 impl Transport {
     /// This machine.
     pub fn local(host: &str) -> Transport {
-        Transport { host: host.to_string(), via: Via::Local }
+        Transport {
+            host: host.to_string(),
+            via: Via::Local,
+        }
     }
 
     /// A host over ssh.
     pub fn ssh(host: &str, target: SshTarget) -> Transport {
-        Transport { host: host.to_string(), via: Via::Ssh(target) }
+        Transport {
+            host: host.to_string(),
+            via: Via::Ssh(target),
+        }
     }
 
     /// The host's name.
@@ -173,9 +186,18 @@ impl Transport {
             }
             Via::Ssh(t) => {
                 let mut c = Command::new("ssh");
-                c.args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=60"]);
-                c.arg("-o").arg(format!("ControlPath={}/%C", t.control_dir.display()));
-                c.arg("-o").arg(format!("ConnectTimeout={}", t.connect_timeout));
+                c.args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ControlMaster=auto",
+                    "-o",
+                    "ControlPersist=60",
+                ]);
+                c.arg("-o")
+                    .arg(format!("ControlPath={}/%C", t.control_dir.display()));
+                c.arg("-o")
+                    .arg(format!("ConnectTimeout={}", t.connect_timeout));
                 c.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]);
                 if let Some(f) = &t.config {
                     c.arg("-F").arg(f);
@@ -194,7 +216,12 @@ impl Transport {
     }
 
     /// Runs `argv` on the host; a non-zero exit is an error.
-    pub fn run(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
+    pub fn run(
+        &self,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
         let out = self.run_status(argv, stdin, timeout)?;
         if out.code != 0 {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -211,17 +238,29 @@ impl Transport {
 
     /// Runs `argv` on the host and returns how it ended, whatever the exit code; only a failure
     /// to reach the host or to start is an error.
-    pub fn run_status(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
+    pub fn run_status(
+        &self,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
         let mut cmd = self.command(argv);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
         let program = match &self.via {
             Via::Local => argv[0].to_string(),
             Via::Ssh(_) => "ssh".to_string(),
         };
-        let mut child = cmd.spawn().map_err(|e| TransportError::Spawn { program, message: e.to_string() })?;
+        let mut child = cmd.spawn().map_err(|e| TransportError::Spawn {
+            program,
+            message: e.to_string(),
+        })?;
         let writer = stdin.map(|data| {
             let mut pipe = child.stdin.take().expect("piped");
             let data = data.to_vec();
@@ -261,7 +300,10 @@ impl Transport {
         if matches!(self.via, Via::Ssh(_)) && out.code == 255 {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
             if CONNECT_FAULTS.iter().any(|f| stderr.contains(f)) || stderr.is_empty() {
-                return Err(TransportError::Unreachable { host: self.host.clone(), message: stderr });
+                return Err(TransportError::Unreachable {
+                    host: self.host.clone(),
+                    message: stderr,
+                });
             }
         }
         Ok(out)
@@ -273,9 +315,19 @@ impl Transport {
     }
 
     /// Uploads a file tree to `dir` on the host, atomically (see [`UPLOAD`]).
-    pub fn upload(&self, files: &BTreeMap<String, Vec<u8>>, dir: &str, timeout: Duration) -> Result<(), TransportError> {
+    pub fn upload(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+        dir: &str,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
         let tarball = tarball(files);
-        self.run(&["sh", "-c", UPLOAD, "hl-upload", dir], Some(&tarball), timeout).map(|_| ())
+        self.run(
+            &["sh", "-c", UPLOAD, "hl-upload", dir],
+            Some(&tarball),
+            timeout,
+        )
+        .map(|_| ())
     }
 }
 
@@ -286,9 +338,14 @@ pub fn tarball(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_size(bytes.len() as u64);
         h.set_mtime(0);
-        h.set_mode(if path.ends_with(".sh") || bytes.starts_with(b"#!") { 0o755 } else { 0o644 });
+        h.set_mode(if path.ends_with(".sh") || bytes.starts_with(b"#!") {
+            0o755
+        } else {
+            0o644
+        });
         h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, path, bytes.as_slice()).expect("writing to memory cannot fail");
+        b.append_data(&mut h, path, bytes.as_slice())
+            .expect("writing to memory cannot fail");
     }
     b.into_inner().expect("writing to memory cannot fail")
 }
@@ -299,8 +356,21 @@ mod tests {
 
     #[test]
     fn quoting_survives_a_shell() {
-        for arg in ["plain", "with space", "it's", "$(rm -rf /)", "a\"b", "", "semi;colon", "*"] {
-            let out = Command::new("sh").arg("-c").arg(format!("printf %s {}", shell_quote(arg))).output().unwrap();
+        for arg in [
+            "plain",
+            "with space",
+            "it's",
+            "$(rm -rf /)",
+            "a\"b",
+            "",
+            "semi;colon",
+            "*",
+        ] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(arg)))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), arg);
         }
     }
@@ -308,20 +378,39 @@ mod tests {
     #[test]
     fn local_runs_time_out_and_upload_atomically() {
         let t = Transport::local("here");
-        let err = t.run(&["sleep", "5"], None, Duration::from_millis(200)).unwrap_err();
+        let err = t
+            .run(&["sleep", "5"], None, Duration::from_millis(200))
+            .unwrap_err();
         assert!(err.transient(), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("releases/svc/abc");
         let files = BTreeMap::from([
             ("compose.yaml".to_string(), b"services: {}\n".to_vec()),
-            ("healthcheck.sh".to_string(), b"#!/bin/sh\nexit 0\n".to_vec()),
+            (
+                "healthcheck.sh".to_string(),
+                b"#!/bin/sh\nexit 0\n".to_vec(),
+            ),
             ("conf/x.conf".to_string(), b"x\n".to_vec()),
         ]);
-        t.upload(&files, dest.to_str().unwrap(), Duration::from_secs(10)).unwrap();
+        t.upload(&files, dest.to_str().unwrap(), Duration::from_secs(10))
+            .unwrap();
         assert_eq!(std::fs::read(dest.join("conf/x.conf")).unwrap(), b"x\n");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(dest.join("healthcheck.sh")).unwrap().permissions().mode() & 0o777, 0o755);
-        let failed = t.run(&["sh", "-c", "echo boom >&2; exit 3"], None, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(
+            std::fs::metadata(dest.join("healthcheck.sh"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        let failed = t
+            .run(
+                &["sh", "-c", "echo boom >&2; exit 3"],
+                None,
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
         assert!(!failed.transient());
         assert!(failed.to_string().contains("boom"), "{failed}");
     }

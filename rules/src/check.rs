@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use hl_engine::{
     canonical_pretty, Address, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx,
@@ -135,7 +134,7 @@ pub struct Outcome {
 }
 
 /// Runs a check node: reads only.
-pub fn run(node: &Node) -> Outcome {
+pub fn run(node: &Node, topology: &Topology) -> Outcome {
     let req: Option<Requirement> = serde_json::from_value(strip_ssh(&node.params)).ok();
     let pass = |detail: String| Outcome {
         ok: true,
@@ -182,10 +181,13 @@ pub fn run(node: &Node) -> Outcome {
                 )),
             }
         }
-        Some(Requirement::Reachable { host }) => remote(node, &host, &["true"]),
-        Some(Requirement::RemoteTool { name, host }) => {
-            remote(node, &host, &["command", "-v", &name])
-        }
+        Some(Requirement::Reachable { host }) => remote(node, topology, &host, &["true"]),
+        Some(Requirement::RemoteTool { name, host }) => remote(
+            node,
+            topology,
+            &host,
+            &["sh", "-c", "command -v \"$1\"", "hl-check", &name],
+        ),
         None => fail("unreadable check parameters".into()),
     }
 }
@@ -198,38 +200,21 @@ fn strip_ssh(params: &Value) -> Value {
     p
 }
 
-/// One SSH round trip with the user's OpenSSH client: agent, config and known_hosts apply.
-/// The remote argv is fixed by hl (never repo data); ssh joins it for the remote shell.
-fn remote(node: &Node, host: &str, argv: &[&str]) -> Outcome {
-    let ssh = node.params.get("ssh");
-    let target = ssh
-        .and_then(|s| s.get("address"))
-        .and_then(Value::as_str)
-        .unwrap_or(host);
-    let user = ssh.and_then(|s| s.get("user")).and_then(Value::as_str);
-    let port = ssh.and_then(|s| s.get("port")).and_then(Value::as_u64);
-    let offline_first = ssh
-        .and_then(|s| s.get("offline_first"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]);
-    if let Some(p) = port {
-        cmd.args(["-p", &p.to_string()]);
-    }
-    if let Some(u) = user {
-        cmd.args(["-l", u]);
-    }
-    cmd.arg("--").arg(target).args(argv);
-    cmd.stdin(Stdio::null());
-    let out = cmd.output();
-    let (ok, detail) = match out {
-        Ok(o) if o.status.success() => (true, format!("{host} answered over ssh")),
-        Ok(o) => (
-            false,
-            format!("{host}: {}", String::from_utf8_lossy(&o.stderr).trim()),
-        ),
-        Err(e) => (false, format!("cannot run ssh: {e}")),
+/// One round trip to the host through its transport (the user's OpenSSH client, agent,
+/// config and known_hosts, multiplexed). The remote argv is fixed by hl, never repo data.
+fn remote(_node: &Node, topology: &Topology, host: &str, argv: &[&str]) -> Outcome {
+    let offline_first = topology.hosts.get(host).is_some_and(|h| h.offline_first);
+    let Some(t) = crate::hosts::transport(topology, host) else {
+        return Outcome {
+            ok: false,
+            warning: false,
+            detail: format!("{host} is not in the inventory"),
+        };
+    };
+    let (ok, detail) = match t.run(argv, None, std::time::Duration::from_secs(20)) {
+        Ok(_) if argv == ["true"] => (true, format!("{host} answered over ssh")),
+        Ok(o) => (true, format!("{} on {host}", o.text())),
+        Err(e) => (false, e.to_string()),
     };
     Outcome {
         ok,

@@ -85,6 +85,9 @@ pub struct Host {
     /// Where releases, events and state live on the host.
     #[serde(default = "default_runtime_root")]
     pub runtime_root: String,
+    /// How hl reaches it: `ssh` (default) or `local` (the machine hl runs on).
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 fn default_runtime_root() -> String {
@@ -101,6 +104,7 @@ impl Default for Host {
             tags: Vec::new(),
             offline_first: false,
             runtime_root: default_runtime_root(),
+            transport: None,
         }
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod check;
 pub mod compose;
+pub mod hosts;
 pub mod image;
 pub mod inventory;
 pub mod k8s;

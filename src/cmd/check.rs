@@ -42,7 +42,7 @@ pub fn run(opts: &Options, args: CheckArgs) -> Result<u8, Error> {
     };
     let mut results: Vec<_> = checks
         .par_iter()
-        .map(|n| (n.address.clone(), hl_rules::check::run(n)))
+        .map(|n| (n.address.clone(), hl_rules::check::run(n, &s.lab.topology)))
         .collect();
     results.sort_by(|a, b| a.0.cmp(&b.0));
     let failed = results.iter().filter(|(_, o)| !o.ok && !o.warning).count();

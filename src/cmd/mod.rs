@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod apply;
 pub mod check;
 pub mod graph;
 pub mod plan;
+pub mod refresh;
 pub mod show;
 pub mod state;
 pub mod why;

@@ -58,6 +58,7 @@ pub fn cause_line(c: &Cause) -> String {
         ),
         Cause::RuleVersion { old, new } => format!("rule version {old} -> {new}"),
         Cause::OutputIdentical => "input changed, output identical: nothing to do".into(),
+        Cause::Drift { what } => format!("drift: {what}"),
         Cause::ForcesReplacement { what } => {
             format!("{what} cannot change in place: forces replacement")
         }

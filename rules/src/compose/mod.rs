@@ -6,14 +6,15 @@
 //! env template and healthcheck, and the content of every file the project bind-mounts from its
 //! folder, which `docker compose` itself does not notice when it changes.
 
+mod converge;
 mod merge;
 mod mounts;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hl_engine::{
-    canonical_pretty, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, RepoPath,
-    Requirement, Rule,
+    canonical_pretty, ApplyCtx, Artifact, Edge, EdgeKind, Error, JobError, Layer, Node, Observed,
+    Origin, RealizeCtx, RepoPath, Requirement, Rule,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -55,12 +56,13 @@ impl Rule for ComposeRule {
         // YAML), and every other input at its path relative to the service folder, so the
         // project's relative bind mounts resolve inside the release exactly as in the repo.
         let mut art = Artifact::default();
-        let project = project(ctx.files, &p)?;
+        let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
+        let mut project = project(ctx.files, &p)?;
+        mounts::relocate(&mut project, &dir);
         art.files.insert(
             "compose.yaml".into(),
             canonical_pretty(&project).into_bytes(),
         );
-        let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
         for f in &node.files {
             if f.as_str() == p.compose || p.override_file.as_deref() == Some(f.as_str()) {
                 continue;
@@ -92,6 +94,18 @@ impl Rule for ComposeRule {
             },
         ]
     }
+    fn converge(&self, node: &Node, ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        converge::up(node, ctx)
+    }
+    fn verify(&self, node: &Node, ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        converge::healthcheck(node, ctx)
+    }
+    fn destroy(&self, node: &Node, ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        converge::down(node, ctx)
+    }
+    fn observe(&self, node: &Node, ctx: &ApplyCtx<'_>) -> Result<Observed, JobError> {
+        converge::observe(node, ctx)
+    }
 }
 
 /// What a compose node hashes besides its files.
@@ -114,10 +128,10 @@ fn project(files: &hl_engine::FileSet, p: &Params) -> Result<Value, Error> {
         merge::merge(&mut project, &yaml::one(files, &o)?, "");
     }
     merge::normalise(&mut project);
-    // The project name is the service name: containers are found by it on the host.
+    // `version` is obsolete and only makes compose v2 warn; the project name is given with
+    // `-p` on the host (docker-compose 1.29 rejects a top-level `name`).
     if let Value::Object(m) = &mut project {
         m.remove("version");
-        m.insert("name".into(), Value::String(p.project.clone()));
     }
     Ok(project)
 }

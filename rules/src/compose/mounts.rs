@@ -131,3 +131,33 @@ fn add_tree(ctx: &Ctx, p: &RepoPath, out: &mut Vec<RepoPath>) -> Result<(), Erro
     }
     Ok(())
 }
+
+/// Points bind mounts that leave the service folder (`../shared/x`) at their copy inside the
+/// release (`./_repo/<repo path>`), where realize puts them, so the release is self-contained.
+pub fn relocate(project: &mut Value, dir: &RepoPath) {
+    let Some(services) = project.get_mut("services").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let inside = |src: &str| -> Option<String> {
+        let p = dir.join(src).ok()?;
+        (!p.starts_with(dir)).then(|| format!("./_repo/{p}"))
+    };
+    for svc in services.values_mut() {
+        let Some(vols) = svc.get_mut("volumes").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for vol in vols {
+            let Some(src) = bind_source(vol) else {
+                continue;
+            };
+            let Some(moved) = inside(&src) else { continue };
+            match vol {
+                Value::String(s) => *s = s.replacen(&src, &moved, 1),
+                Value::Object(m) => {
+                    m.insert("source".into(), Value::String(moved));
+                }
+                _ => {}
+            }
+        }
+    }
+}
