@@ -35,6 +35,12 @@ struct Cli {
 enum Command {
     /// Converge the homelab: the plan, approval, the L0 runway, then every change in parallel.
     Apply(cmd::apply::ApplyArgs),
+    /// Switch a node back to the release it ran before and start it again.
+    Rollback(cmd::rollback::RollbackArgs),
+    /// Build a node's artifact into the cache (--rebuild ignores the cache, --check compares).
+    Build(cmd::build::BuildArgs),
+    /// Remove cache objects that neither the state nor the current plan reach.
+    Gc(cmd::gc::GcArgs),
     /// Show the minimal plan that makes the homelab match the repo (exit 0: no changes, 2: changes, 1: error).
     Plan(cmd::plan::PlanArgs),
     /// Trace why a node is in the plan: from each changed file, through every hash it moved.
@@ -66,6 +72,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(a) => cmd::plan::run(&ctx, a),
         Command::Apply(a) => cmd::apply::run(&ctx, a),
+        Command::Rollback(a) => cmd::rollback::run(&ctx, a),
+        Command::Build(a) => cmd::build::run(&ctx, a),
+        Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Why(a) => cmd::why::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Graph(a) => cmd::graph::run(&ctx, a),

@@ -129,9 +129,54 @@ impl Store {
         }
     }
 
+    /// Every blob, with its size in bytes.
+    pub fn list(&self) -> Result<Vec<(Hash, u64)>, CacheError> {
+        list(&self.root, "cas")
+    }
+
+    /// Removes a blob (for `hl gc`).
+    pub fn remove(&self, key: &Hash) -> Result<(), CacheError> {
+        remove(&self.root, "cas", key)
+    }
+
     /// Whether a blob is present under `key` (unverified: use [`Store::get`] to read it).
     pub fn contains(&self, key: &Hash) -> bool {
         shard(&self.root, "cas", key).exists()
+    }
+}
+
+/// Every entry under `root/ns`, with its size; temp files and foreign names are skipped.
+fn list(root: &Path, ns: &str) -> Result<Vec<(Hash, u64)>, CacheError> {
+    let base = root.join(ns);
+    let mut out = Vec::new();
+    let shards = match fs::read_dir(&base) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(&base)(e)),
+    };
+    for shard in shards {
+        let shard = shard.map_err(io_err(&base))?;
+        let prefix = shard.file_name().to_string_lossy().into_owned();
+        let Ok(entries) = fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(h) = blake3::Hash::from_hex(format!("{prefix}{name}")) else {
+                continue;
+            };
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((*h.as_bytes(), size));
+        }
+    }
+    Ok(out)
+}
+
+fn remove(root: &Path, ns: &str, key: &Hash) -> Result<(), CacheError> {
+    let path = shard(root, ns, key);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+        _ => Ok(()),
     }
 }
 
@@ -175,6 +220,19 @@ impl ActionCache {
                 Ok(Fetched::Evicted)
             }
         }
+    }
+
+    /// Every recorded input hash.
+    pub fn list(&self) -> Result<Vec<Hash>, CacheError> {
+        Ok(list(&self.root, "ac")?
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect())
+    }
+
+    /// Forgets an input (for `hl gc`).
+    pub fn remove(&self, input: &Hash) -> Result<(), CacheError> {
+        remove(&self.root, "ac", input)
     }
 
     /// Records that `input` built to `output`. Only successful builds are ever recorded.

@@ -256,6 +256,16 @@ pub trait Rule: Send + Sync {
         )))
     }
 
+    /// Switches the node back to the release it ran before and starts it; returns the output
+    /// digest (hex) it now runs.
+    fn rollback(&self, node: &Node, _ctx: &ApplyCtx<'_>) -> Result<String, JobError> {
+        Err(JobError::unsupported(format!(
+            "{}: `{}` nodes cannot be rolled back",
+            node.address,
+            self.kind()
+        )))
+    }
+
     /// Reads what the target actually runs, for `--refresh`: drift is a difference from what
     /// the state recorded.
     fn observe(&self, _node: &Node, _ctx: &ApplyCtx<'_>) -> Result<Observed, JobError> {

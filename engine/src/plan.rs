@@ -247,6 +247,12 @@ pub fn compute(
                 Some(rec) if rec.input == ev.input => {}
                 Some(rec) => {
                     step.causes = diff(rec, rule.version(), &node.params, ev);
+                    if rec.via == "rollback" {
+                        step.causes.push(Cause::Drift {
+                            what: "rolled back by `hl rollback`; the repo wants the newer release"
+                                .into(),
+                        });
+                    }
                     if rec.output == ev.output && ev.built {
                         step.causes.push(Cause::OutputIdentical);
                     } else {

@@ -1,10 +1,13 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod build;
 pub mod check;
+pub mod gc;
 pub mod graph;
 pub mod plan;
 pub mod refresh;
+pub mod rollback;
 pub mod show;
 pub mod state;
 pub mod why;

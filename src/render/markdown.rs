@@ -562,6 +562,33 @@ mod tests {
         assert_eq!(text("a_b *c* [d](e) <f>"), r"a\_b \*c\* \[d\](e) \<f\>");
     }
 
+    /// A file that is no longer an input and one that is added, with the same content: one
+    /// line saying it was renamed, no diff. Different content stays two causes with diffs.
+    #[test]
+    fn a_rename_is_one_line() {
+        let file = |path: &str, change, old: Option<&str>, new: Option<&str>| Cause::File {
+            path: RepoPath::new(path).expect("a repo path"),
+            change,
+            old: old.map(|t| Digest::<Content>::of(t.as_bytes())),
+            new: new.map(|t| Digest::<Content>::of(t.as_bytes())),
+        };
+        let causes = vec![
+            file("b.conf", FileChange::Added, None, Some("same")),
+            file("c.conf", FileChange::Added, None, Some("other")),
+            file("a.conf", FileChange::Removed, Some("same"), None),
+        ];
+        assert_eq!(renames(&causes), [(2, 0)]);
+        let s = step("compose:x@H", Action::Update, causes);
+        let md = details(&s, None, None);
+        assert_eq!(
+            md,
+            "<details><summary>🟡 update <code>compose:x@H</code></summary>\n\n\
+             - file `c.conf` added\n\
+             - file `a.conf` renamed to `b.conf`, content identical\n\n\
+             </details>\n"
+        );
+    }
+
     /// A file whose lines hold backtick fences cannot close the diff block early.
     #[test]
     fn a_diff_full_of_fences_stays_in_its_block() {

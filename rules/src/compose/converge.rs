@@ -32,8 +32,19 @@ fi"#;
 const OBSERVE: &str = r#"readlink "$1/current" 2>/dev/null || echo -
 docker ps -a --filter "label=com.docker.compose.project=$2" --format '{{.Names}} {{.State}}'"#;
 
+/// Swaps `current` and `previous` in the releases folder `$1`; prints the new current.
+const ROLLBACK: &str = r#"set -e
+cd "$1"
+prev=$(readlink previous 2>/dev/null) || { echo "no previous release to roll back to" >&2; exit 3; }
+cur=$(readlink current)
+ln -sfn "$cur" previous.tmp && mv -fT previous.tmp previous
+ln -sfn "$prev" current.tmp && mv -fT current.tmp current
+echo "$prev""#;
+
 /// Runs the release's healthcheck in its folder.
-const HEALTH: &str = r#"cd "$1" && exec sh ./healthcheck.sh"#;
+const HEALTH: &str = r#"cd "$1" || exit 1
+[ -f healthcheck.sh ] || exit 0
+exec sh ./healthcheck.sh"#;
 
 /// Takes the project down and removes its releases.
 const DOWN: &str = r#"set -e
@@ -220,4 +231,34 @@ pub fn observe(node: &Node, ctx: &ApplyCtx<'_>) -> Result<Observed, JobError> {
         });
     }
     Ok(Observed::Matches)
+}
+
+/// Switches `current` back to `previous` and brings the project up again; returns the release
+/// now running.
+pub fn rollback(node: &Node, ctx: &ApplyCtx<'_>) -> Result<String, JobError> {
+    let t = ctx.transport(node)?;
+    let p = place(node)?;
+    ctx.say("switching current back to previous");
+    let now = t
+        .run(
+            &["sh", "-c", ROLLBACK, "hl-rollback", &p.releases],
+            None,
+            ctx.timeout,
+        )?
+        .text();
+    compose(
+        t,
+        &p,
+        ctx,
+        &format!("{}/current", p.releases),
+        &["up", "-d", "--remove-orphans"],
+    )?;
+    healthcheck(
+        node,
+        &ApplyCtx {
+            artifact: None,
+            ..*ctx
+        },
+    )?;
+    Ok(now)
 }

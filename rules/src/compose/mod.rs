@@ -106,6 +106,9 @@ impl Rule for ComposeRule {
     fn observe(&self, node: &Node, ctx: &ApplyCtx<'_>) -> Result<Observed, JobError> {
         converge::observe(node, ctx)
     }
+    fn rollback(&self, node: &Node, ctx: &ApplyCtx<'_>) -> Result<String, JobError> {
+        converge::rollback(node, ctx)
+    }
 }
 
 /// What a compose node hashes besides its files.

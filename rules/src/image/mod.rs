@@ -6,11 +6,14 @@
 //! (cloud-init data, a packer template) are inputs.
 
 use hl_engine::{
-    Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx, RepoPath, Requirement, Rule,
+    ApplyCtx, Artifact, Edge, EdgeKind, Error, JobError, Layer, Node, Origin, RealizeCtx, RepoPath,
+    Requirement, Rule,
 };
 use serde_json::Value;
 
 use crate::{address, yaml, Ctx};
+
+mod build;
 
 /// The rule of `image` nodes.
 pub struct ImageRule;
@@ -28,11 +31,19 @@ impl Rule for ImageRule {
     fn cheap(&self) -> bool {
         false
     }
-    fn realize(&self, node: &Node, _ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
-        Err(Error::Internal(format!(
-            "{}: images are built by their builder during apply, never during plan",
-            node.address
-        )))
+    fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
+        build::build(node, ctx)
+    }
+    /// Building is the whole of it: the image is in the store, where VMs take it from.
+    fn converge(&self, _node: &Node, _ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        Ok(())
+    }
+    /// Nothing outside the cache to remove; `hl gc` frees the image once nothing reaches it.
+    fn destroy(&self, _node: &Node, _ctx: &ApplyCtx<'_>) -> Result<(), JobError> {
+        Ok(())
+    }
+    fn host(&self, _node: &Node) -> Option<String> {
+        None
     }
     fn requirements(&self, node: &Node) -> Vec<Requirement> {
         let tool = |name: &str| Requirement::Tool {
