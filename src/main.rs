@@ -8,6 +8,7 @@ mod apply;
 mod cmd;
 mod diag;
 mod render;
+mod saved;
 mod session;
 
 use std::path::PathBuf;

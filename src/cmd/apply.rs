@@ -50,6 +50,12 @@ pub struct ApplyArgs {
     /// Ask each target what it runs first, and converge what drifted.
     #[arg(long)]
     refresh: bool,
+    /// With a saved plan: refuse the whole plan when any step is stale, instead of only those.
+    #[arg(long, requires = "plan_file")]
+    all_or_nothing: bool,
+    /// A plan saved with `hl plan -o FILE`: apply exactly its steps.
+    #[arg(value_name = "PLAN_FILE")]
+    plan_file: Option<std::path::PathBuf>,
 }
 
 /// Runs `hl apply`. Exit 0: all applied; 1: something failed or was refused; 130: interrupted.
@@ -63,11 +69,37 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
     if args.refresh {
         super::refresh::apply_drift(&mut session)?;
     }
-    let plan = session.selected_plan(&args.select.selector()?)?;
+    let mut plan = session.selected_plan(&args.select.selector()?)?;
     session.save_stat_cache()?;
+    let mut refused = BTreeMap::new();
+    if let Some(file) = &args.plan_file {
+        let saved = crate::saved::SavedPlan::load(file)?;
+        let (narrowed, stale) = saved.narrow(&plan, &session.state);
+        for (a, why) in &stale {
+            eprintln!("refused {a}: {why}");
+        }
+        if !stale.is_empty() && args.all_or_nothing {
+            return Err(Error::Environment {
+                message: format!("{} step{} of the saved plan are stale; --all-or-nothing refuses the whole plan", stale.len(), if stale.len() == 1 { "" } else { "s" }),
+                help: Some("plan again (`hl plan -o FILE`) and review the new plan".into()),
+            });
+        }
+        eprintln!(
+            "saved plan {}: {} steps still valid, {} refused",
+            file.display(),
+            narrowed
+                .steps
+                .iter()
+                .filter(|s| s.action.is_change())
+                .count(),
+            stale.len()
+        );
+        plan = narrowed;
+        refused = stale;
+    }
     print!("{}", render::human(&plan));
     if !plan.has_changes() {
-        return Ok(0);
+        return Ok(if refused.is_empty() { 0 } else { 1 });
     }
     apply::approve::check(&plan, &args.approve, args.yes)?;
 
@@ -191,9 +223,16 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
     }
     drop(lock);
     print_summary(&summary, &unreached);
+    for (a, why) in &refused {
+        println!("  refused  {a}: {why}");
+    }
     Ok(if summary.interrupted {
         130
-    } else if summary.failed.is_empty() && summary.skipped.is_empty() && unreached.is_empty() {
+    } else if summary.failed.is_empty()
+        && summary.skipped.is_empty()
+        && unreached.is_empty()
+        && refused.is_empty()
+    {
         0
     } else {
         1

@@ -30,6 +30,15 @@ pub struct PlanArgs {
     /// With --against: the revision to plan [default: the work tree, uncommitted changes included].
     #[arg(long, value_name = "REV", requires = "against")]
     head: Option<String>,
+    /// Save the plan to FILE for `hl apply FILE`: each step with the input it was planned with
+    /// and the state it was planned against.
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "FILE",
+        conflicts_with = "against"
+    )]
+    out: Option<std::path::PathBuf>,
 }
 
 /// Runs `hl plan`; the exit code is 0 for no changes and 2 for changes.
@@ -40,6 +49,14 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     let session = Session::open(opts)?;
     let plan = session.selected_plan(&args.select.selector()?)?;
     session.save_stat_cache()?;
+    if let Some(out) = &args.out {
+        crate::saved::SavedPlan::of(&plan, &session.root).save(out)?;
+        eprintln!(
+            "saved the plan to {}: apply it with `hl apply {}`",
+            out.display(),
+            out.display()
+        );
+    }
     let stats = session.files.stats.snapshot();
     let env = session.lab.topology.environment.as_deref();
     if args.json {
