@@ -39,9 +39,17 @@ pub fn report(err: &Error) {
         out = format!("error: {err}\n");
     }
     if let (false, Some(o)) = (err.quotable(), err.origin()) {
-        out.push_str(&format!(
-            "  at {o} (the line is not shown: it holds a secret)\n"
-        ));
+        let secret = match err {
+            Error::OnSide { source, .. } => !source.quotable(),
+            _ => true,
+        };
+        if secret {
+            out.push_str(&format!(
+                "  at {o} (the line is not shown: it holds a secret)\n"
+            ));
+        } else {
+            out.push_str(&format!("  at {o}\n"));
+        }
     }
     eprint!("{out}");
     if err.class() == Class::Internal {

@@ -233,8 +233,8 @@ fn table(out: &mut String, plan: &Plan) {
     out.push('\n');
 }
 
-/// The alert GitHub, Gitea (1.22+) and Forgejo (7+) draw as a warning box; older versions show
-/// a plain quote, still readable. A long list is cut: the per-node sections name them all.
+/// The alert GitHub and recent Gitea and Forgejo draw as a warning box; older versions show a
+/// plain quote, still readable. A long list is cut: the per-node sections name them all.
 fn warning(out: &mut String, destructive: &[&Step]) {
     let n = destructive.len();
     let _ = writeln!(

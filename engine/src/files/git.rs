@@ -58,7 +58,10 @@ impl GitRepo {
 
     /// Runs `git ARGS` in the repository and returns its stdout.
     pub fn run(&self, args: &[&str]) -> Result<Vec<u8>, Error> {
+        // --no-optional-locks: a read-only look must not rewrite .git/index (or fight the
+        // user's own git over index.lock).
         let out = Command::new("git")
+            .arg("--no-optional-locks")
             .arg("-C")
             .arg(&self.top)
             .args(args)
@@ -131,23 +134,51 @@ impl GitRepo {
             .try_run(&["rev-parse", "--is-shallow-repository"])
             .as_deref()
             == Some("true");
-        let refs = self.refs();
-        let best = refs
-            .iter()
-            .map(|r| (strsim::jaro_winkler(rev, r), r))
-            .filter(|(s, _)| *s > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, r)| r.clone());
+        // `origin/main~3` whose `origin/main` exists is missing history, not a typo.
+        let stem = rev.split(['~', '^']).next().unwrap_or(rev);
+        let stem_known = stem != rev
+            && self
+                .try_run(&[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    "--end-of-options",
+                    &format!("{stem}^{{commit}}"),
+                ])
+                .is_some_and(|s| !s.is_empty());
+        let best = if stem_known {
+            None
+        } else {
+            self.refs()
+                .into_iter()
+                .map(|r| {
+                    (
+                        strsim::jaro_winkler(rev, &r),
+                        strsim::normalized_levenshtein(rev, &r),
+                        r,
+                    )
+                })
+                .filter(|(jw, lev, _)| *jw > 0.9 && *lev > 0.6)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, _, r)| r)
+        };
         let mut help = Vec::new();
-        if let Some(b) = best {
+        if let Some(b) = &best {
             help.push(format!("did you mean `{b}`?"));
         }
-        if shallow || rev.contains('/') {
+        if let Some((remote, branch)) = stem
+            .split_once('/')
+            .filter(|_| !stem_known && best.is_none())
+        {
             help.push(format!(
-                "this clone may lack it{}: fetch it with `git fetch origin {}` or clone with `fetch-depth: 0`",
-                if shallow { " (it is shallow)" } else { "" },
-                rev.split_once('/').map_or(rev, |(_, b)| b)
+                "if it is a remote branch, fetch it: `git fetch {remote} {branch}`"
             ));
+        }
+        if shallow {
+            help.push(
+                "this clone is shallow and may lack it: fetch the history with `git fetch --unshallow` (or clone with `fetch-depth: 0`)"
+                    .to_string(),
+            );
         }
         Err(git_error(
             format!("unknown revision `{rev}`"),
@@ -162,11 +193,29 @@ impl GitRepo {
     /// The paths (relative to the top) that differ between `base` and `head` (a commit, or
     /// the work tree with its untracked files when `None`).
     pub fn changed(&self, base: &str, head: Option<&str>) -> Result<HashSet<String>, Error> {
-        let mut args = vec!["diff", "--name-only", "-z", "--no-renames", base];
-        if let Some(h) = head {
-            args.push(h);
-        }
-        args.push("--");
+        // Plumbing, not `git diff`: porcelain diff refreshes and rewrites .git/index. Without
+        // the refresh a touched-but-identical file may be listed; it is then read from both
+        // sides and found identical, which costs a read, never a wrong plan.
+        let args = match head {
+            Some(h) => vec![
+                "diff-tree",
+                "-r",
+                "--name-only",
+                "-z",
+                "--no-renames",
+                base,
+                h,
+                "--",
+            ],
+            None => vec![
+                "diff-index",
+                "--name-only",
+                "-z",
+                "--no-renames",
+                base,
+                "--",
+            ],
+        };
         let mut out: HashSet<String> = split_z(&self.run(&args)?);
         if head.is_none() {
             out.extend(split_z(&self.run(&[

@@ -37,13 +37,34 @@ pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, E
                 .insert(format!("values/{p}.json"), canonical.into_bytes());
             continue;
         }
-        docs.extend(parsed.into_iter().map(|d| (SortKey::of(&d), d)));
+        let kustomization = KUSTOMIZATION_FILES.contains(&p.file_name());
+        docs.extend(parsed.into_iter().map(|mut d| {
+            if kustomization {
+                drop_local_paths(&mut d);
+            }
+            (SortKey::of(&d), d)
+        }));
     }
     docs.sort_by(|a, b| a.0.cmp(&b.0));
     let all = Value::Array(docs.into_iter().map(|(_, d)| d).collect());
     art.files
         .insert("manifests.json".into(), canonical_pretty(&all).into_bytes());
     Ok(art)
+}
+
+/// Drops the local file and folder names a kustomization lists under `resources` and
+/// `components`: their contents are in the bundle already, and their names do not reach the
+/// cluster, so renaming a manifest (and its reference) renders the same. Remote references,
+/// which are not inputs, stay.
+fn drop_local_paths(doc: &mut Value) {
+    for key in ["resources", "components"] {
+        if let Some(Value::Array(items)) = doc.get_mut(key) {
+            items.retain(|i| {
+                i.as_str()
+                    .is_some_and(|s| s.contains("://") || s.starts_with("github.com/"))
+            });
+        }
+    }
 }
 
 /// The generator inputs and Helm values files among `inputs`, as the kustomization files
