@@ -30,6 +30,9 @@ pub struct PlanArgs {
     /// With --against: the revision to plan [default: the work tree, uncommitted changes included].
     #[arg(long, value_name = "REV", requires = "against")]
     head: Option<String>,
+    /// Ask each recorded target what it actually runs, and plan what drifted as updates.
+    #[arg(long, conflicts_with = "against")]
+    refresh: bool,
     /// Save the plan to FILE for `hl apply FILE`: each step with the input it was planned with
     /// and the state it was planned against.
     #[arg(
@@ -46,7 +49,10 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     if let Some(base) = &args.against {
         return against(opts, &args, base);
     }
-    let session = Session::open(opts)?;
+    let mut session = Session::open(opts)?;
+    if args.refresh {
+        super::refresh::apply_drift(&mut session)?;
+    }
     let plan = session.selected_plan(&args.select.selector()?)?;
     session.save_stat_cache()?;
     if let Some(out) = &args.out {
