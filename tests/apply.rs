@@ -529,3 +529,69 @@ fn a_corrupted_cache_object_is_detected_evicted_and_rebuilt() {
         "v1\n"
     );
 }
+
+#[test]
+fn an_offline_first_host_that_is_away_only_warns() {
+    let (_g, lab) = setup();
+    let topo = std::fs::read_to_string(lab.root.join("inventory/topology.yaml")).unwrap();
+    lab.write(
+        "inventory/topology.yaml",
+        &topo.replace(
+            "  h3: {address: h3,",
+            "  h3: {offline_first: true, address: h3,",
+        ),
+    );
+    let _cut = lab.tb.cut("h3");
+    let run = lab.hl(&["apply", "--yes"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("warning: h3 is unreachable, its steps are skipped"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("2 applied, 1 skipped on unreachable hosts"),
+        "{}",
+        run.stdout
+    );
+    assert!(lab
+        .events()
+        .iter()
+        .any(|e| e["type"] == "node_offline" && e["node"] == "h3"));
+}
+
+#[test]
+fn ctrl_c_finishes_the_steps_in_flight_records_them_and_stops() {
+    let (_g, lab) = setup();
+    lab.write("services/db/healthcheck.sh", "#!/bin/sh\nsleep 3\n");
+    let child = lab.spawn(&["apply", "--yes", "-j", "1"]);
+    lab.wait_until("db is being applied", || {
+        lab.events()
+            .iter()
+            .any(|e| e["type"] == "deployment_started" && e["service"] == "db")
+    });
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("interrupted: finishing the steps in flight"),
+        "{stderr}"
+    );
+    assert!(
+        lab.recorded().contains(&"compose:db@h1".to_string()),
+        "the step in flight finished and was recorded"
+    );
+    assert!(lab.running("h1", "db"));
+    assert!(stdout.contains("not started compose:web@h2"), "{stdout}");
+    // The lock was released cleanly: the next apply needs no --force-unlock.
+    lab.apply_ok(&[]);
+    assert_eq!(lab.recorded().len(), 3);
+}

@@ -230,7 +230,8 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
         130
     } else if summary.failed.is_empty()
         && summary.skipped.is_empty()
-        && unreached.is_empty()
+        // An offline-first host that is away is expected: it only warns.
+        && unreached.values().all(|h| topology.hosts.get(h).is_some_and(|x| x.offline_first))
         && refused.is_empty()
     {
         0

@@ -98,10 +98,11 @@ pub fn run(opts: &Options, args: BuildArgs) -> Result<u8, Error> {
             );
             return Ok(0);
         }
+        let (n, one) = (differ.len(), differ.len() == 1);
         println!(
-            "{addr}: NOT reproducible: {} file{} differ:",
-            differ.len(),
-            if differ.len() == 1 { "" } else { "s" }
+            "{addr}: NOT reproducible: {n} file{} differ{}:",
+            if one { "" } else { "s" },
+            if one { "s" } else { "" }
         );
         for n in differ {
             let what = match (reference.files.get(n), again.files.get(n)) {
