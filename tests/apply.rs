@@ -140,10 +140,25 @@ impl Lab {
             .unwrap()
     }
 
+    /// What is recorded: the state file with the journal of a run in progress (or killed)
+    /// replayed over it, as hl itself reads it.
     fn state(&self) -> Value {
-        fs::read(self.root.join(".hl/state.json"))
+        let mut state: Value = fs::read(self.root.join(".hl/state.json"))
             .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap_or(Value::Null)
+            .unwrap_or_else(|_| serde_json::json!({"nodes": {}}));
+        let journal = fs::read_to_string(self.root.join(".hl/state.journal")).unwrap_or_default();
+        for line in journal.lines() {
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let addr = entry["address"].as_str().unwrap().to_string();
+            let nodes = state["nodes"].as_object_mut().unwrap();
+            match &entry["record"] {
+                Value::Null => nodes.remove(&addr),
+                r => nodes.insert(addr, r.clone()),
+            };
+        }
+        state
     }
 
     fn recorded(&self) -> Vec<String> {

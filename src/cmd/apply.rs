@@ -189,6 +189,7 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
 
     let mut state = session.state.clone();
     let path = state_path(&session.root);
+    let mut journal = hl_engine::state::Journal::open(&path)?;
     let mut save_error: Option<Error> = None;
     let sched = SchedOptions {
         jobs: args.jobs,
@@ -204,16 +205,18 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
             ..
         } = &ev
         {
-            match done {
+            let record = match done {
                 Done::Recorded(r) => {
                     state.nodes.insert(address.clone(), (**r).clone());
+                    Some(&**r)
                 }
                 Done::Deleted => {
                     state.nodes.remove(address);
+                    None
                 }
-            }
-            // Written after every node: a crash loses nothing that finished.
-            if let Err(e) = state.save(&path) {
+            };
+            // Journaled as each node finishes: a crash loses nothing that finished.
+            if let Err(e) = journal.record(address, record) {
                 save_error.get_or_insert(e);
             }
         }
@@ -221,6 +224,8 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
     if let Some(e) = save_error {
         return Err(e);
     }
+    drop(journal);
+    state.save(&path)?;
     drop(lock);
     print_summary(&summary, &unreached);
     for (a, why) in &refused {
