@@ -40,14 +40,7 @@ pub fn compare(
     base_rev: &str,
     head_rev: Option<&str>,
 ) -> Result<Comparison, Error> {
-    let start = match &opts.repo {
-        Some(p) => p.clone(),
-        None => std::env::current_dir().map_err(|e| Error::io("cannot read", ".", e))?,
-    };
-    let root = hl_rules::find_root(&start).ok_or_else(|| Error::Environment {
-        message: format!("{} is not inside a homelab repo", start.display()),
-        help: Some("run hl in your homelab repo or pass -C DIR".into()),
-    })?;
+    let root = crate::session::find(opts)?;
     crate::session::set_root(&root);
     let repo = GitRepo::discover(&root)?;
     let base_sha = repo.resolve(base_rev)?;

@@ -10,7 +10,7 @@ use hl_engine::{
     canonical_pretty, Address, Artifact, Edge, EdgeKind, Error, Layer, Node, Origin, RealizeCtx,
     Registry, Requirement, Rule,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{Ctx, Topology};
 
@@ -76,22 +76,14 @@ pub fn derive(ctx: &Ctx, registry: &Registry, nodes: &mut [Node]) -> Result<Vec<
 }
 
 fn check_node(ctx: &Ctx, addr: &Address, req: &Requirement) -> Node {
-    let mut params = serde_json::to_value(req).unwrap_or(Value::Null);
-    let mut labels = Default::default();
-    if let Requirement::Reachable { host } | Requirement::RemoteTool { host, .. } = req {
-        labels = ctx.host_labels(host);
-        if let (Some(h), Value::Object(m)) = (ctx.topology.hosts.get(host), &mut params) {
-            m.insert(
-                "ssh".into(),
-                json!({
-                    "address": h.address.clone().unwrap_or_else(|| host.clone()),
-                    "user": h.ssh.as_ref().and_then(|s| s.user.clone()),
-                    "port": h.ssh.as_ref().and_then(|s| s.port),
-                    "offline_first": h.offline_first,
-                }),
-            );
+    // How to reach a host is the inventory's, read when the check runs: not a parameter.
+    let params = serde_json::to_value(req).unwrap_or(Value::Null);
+    let labels = match req {
+        Requirement::Reachable { host } | Requirement::RemoteTool { host, .. } => {
+            ctx.host_labels(host)
         }
-    }
+        _ => Default::default(),
+    };
     Node {
         address: addr.clone(),
         layer: Layer::L0,
@@ -135,7 +127,7 @@ pub struct Outcome {
 
 /// Runs a check node: reads only.
 pub fn run(node: &Node, topology: &Topology) -> Outcome {
-    let req: Option<Requirement> = serde_json::from_value(strip_ssh(&node.params)).ok();
+    let req: Option<Requirement> = serde_json::from_value(node.params.clone()).ok();
     let pass = |detail: String| Outcome {
         ok: true,
         warning: false,
@@ -190,14 +182,6 @@ pub fn run(node: &Node, topology: &Topology) -> Outcome {
         ),
         None => fail("unreadable check parameters".into()),
     }
-}
-
-fn strip_ssh(params: &Value) -> Value {
-    let mut p = params.clone();
-    if let Value::Object(m) = &mut p {
-        m.remove("ssh");
-    }
-    p
 }
 
 /// One round trip to the host through its transport (the user's OpenSSH client, agent,
