@@ -1,7 +1,11 @@
 //! Progress of an apply, one plain line per event on stderr (stable in CI logs and tests), and
 //! the events log in the operators' format.
 
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use hl_engine::events::{EventLog, Severity};
 use hl_engine::scheduler::Event;
@@ -16,6 +20,7 @@ pub struct Progress {
     done: usize,
     log: EventLog,
     control: String,
+    draw: Draw,
 }
 
 fn service(a: &Address) -> String {
@@ -35,6 +40,7 @@ impl Progress {
             done: 0,
             log,
             control,
+            draw: Draw::new(total),
         }
     }
 
@@ -62,14 +68,10 @@ impl Progress {
 
     /// Renders one scheduler event.
     pub fn on(&mut self, ev: &Event<Done>) {
-        let width = self.total.to_string().len();
         match ev {
             Event::Started { address, attempt } => {
                 if *attempt == 1 {
-                    eprintln!(
-                        "  [{:>width$}/{}] {address}: started",
-                        self.done, self.total
-                    );
+                    self.show(address, "started", false);
                     self.emit(
                         "deployment_started",
                         Severity::Info,
@@ -77,22 +79,21 @@ impl Progress {
                         json!({"address": address}),
                     );
                 } else {
-                    eprintln!(
-                        "  [{:>width$}/{}] {address}: attempt {attempt}",
-                        self.done, self.total
-                    );
+                    self.show(address, &format!("attempt {attempt}"), false);
                 }
             }
-            Event::Message { address, text } => {
-                eprintln!("  [{:>width$}/{}] {address}: {text}", self.done, self.total)
-            }
+            Event::Message { address, text } => self.show(address, text, false),
             Event::Retrying {
                 address,
                 attempt,
                 error,
                 wait,
             } => {
-                eprintln!("  [{:>width$}/{}] {address}: attempt {attempt} failed ({error}); retrying in {}", self.done, self.total, secs(*wait));
+                let text = format!(
+                    "attempt {attempt} failed ({error}); retrying in {}",
+                    secs(*wait)
+                );
+                self.show(address, &text, false);
             }
             Event::Finished {
                 address,
@@ -102,21 +103,12 @@ impl Progress {
                 self.done += 1;
                 match result {
                     Ok(Done::Recorded(r)) => {
-                        eprintln!(
-                            "  [{:>width$}/{}] {address}: done in {}",
-                            self.done,
-                            self.total,
-                            secs(*elapsed)
-                        );
-                        self.emit("deployment_completed", Severity::Info, address, json!({"address": address, "output": r.output, "seconds": elapsed.as_secs_f64()}));
+                        self.show(address, &format!("done in {}", secs(*elapsed)), true);
+                        let data = json!({"address": address, "output": r.output, "seconds": elapsed.as_secs_f64()});
+                        self.emit("deployment_completed", Severity::Info, address, data);
                     }
                     Ok(Done::Deleted) => {
-                        eprintln!(
-                            "  [{:>width$}/{}] {address}: deleted in {}",
-                            self.done,
-                            self.total,
-                            secs(*elapsed)
-                        );
+                        self.show(address, &format!("deleted in {}", secs(*elapsed)), true);
                         self.emit(
                             "deployment_completed",
                             Severity::Info,
@@ -125,10 +117,7 @@ impl Progress {
                         );
                     }
                     Err(e) => {
-                        eprintln!(
-                            "  [{:>width$}/{}] {address}: FAILED: {}",
-                            self.done, self.total, e.message
-                        );
+                        self.show(address, &format!("FAILED: {}", e.message), true);
                         let kind = if e.kind == FailureKind::Healthcheck {
                             "healthcheck_failed"
                         } else {
@@ -145,14 +134,93 @@ impl Progress {
             }
             Event::Skipped { address, because } => {
                 self.done += 1;
-                eprintln!(
-                    "  [{:>width$}/{}] {address}: skipped: {because} failed",
-                    self.done, self.total
-                );
+                self.show(address, &format!("skipped: {because} failed"), true);
             }
             Event::Interrupted => {
-                eprintln!("interrupted: finishing the steps in flight, starting no more")
+                self.note("interrupted: finishing the steps in flight, starting no more")
             }
+        }
+    }
+
+    /// A line for a node: on a terminal its own spinner line (cleared when it ends, and the
+    /// last word printed above the bars); otherwise a plain line, stable in CI logs and tests.
+    fn show(&mut self, address: &Address, text: &str, end: bool) {
+        let (done, total) = (self.done, self.total);
+        match &mut self.draw {
+            Draw::Plain => {
+                let width = total.to_string().len();
+                eprintln!("  [{done:>width$}/{total}] {address}: {text}");
+            }
+            Draw::Bars {
+                multi,
+                overall,
+                nodes,
+            } => {
+                let bar = nodes.entry(address.clone()).or_insert_with(|| {
+                    let b = multi.insert_before(overall, ProgressBar::new_spinner());
+                    b.set_style(
+                        ProgressStyle::with_template("  {spinner} {prefix} {wide_msg}")
+                            .expect("a valid template"),
+                    );
+                    b.set_prefix(address.to_string());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                });
+                bar.set_message(text.to_string());
+                if end {
+                    bar.finish_and_clear();
+                    nodes.remove(address);
+                    let _ = multi.println(format!("  {address}: {text}"));
+                    overall.set_position(done as u64);
+                }
+            }
+        }
+    }
+
+    /// A line that belongs to no node.
+    pub fn note(&self, text: &str) {
+        match &self.draw {
+            Draw::Plain => eprintln!("{text}"),
+            Draw::Bars { multi, .. } => {
+                let _ = multi.println(text);
+            }
+        }
+    }
+
+    /// Clears the bars before the summary.
+    pub fn finish(&self) {
+        if let Draw::Bars { overall, .. } = &self.draw {
+            overall.finish_and_clear();
+        }
+    }
+}
+
+/// How progress is drawn.
+enum Draw {
+    Plain,
+    Bars {
+        multi: MultiProgress,
+        overall: ProgressBar,
+        nodes: HashMap<Address, ProgressBar>,
+    },
+}
+
+impl Draw {
+    fn new(total: usize) -> Draw {
+        if !std::io::stderr().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+            return Draw::Plain;
+        }
+        let multi = MultiProgress::new();
+        let overall = multi.add(ProgressBar::new(total as u64));
+        overall.set_style(
+            ProgressStyle::with_template("  [{bar:30}] {pos}/{len} steps  {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        Draw::Bars {
+            multi,
+            overall,
+            nodes: HashMap::new(),
         }
     }
 }

@@ -226,6 +226,7 @@ pub fn run(opts: &Options, args: ApplyArgs) -> Result<u8, Error> {
     }
     drop(journal);
     state.save(&path)?;
+    progress.finish();
     drop(lock);
     print_summary(&summary, &unreached);
     for (a, why) in &refused {
