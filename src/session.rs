@@ -52,6 +52,8 @@ pub struct Session {
     /// The full plan (before selection).
     pub plan: Plan,
     next_stat: StatCache,
+    /// Whether the stat cache learnt something (a file hashed, a file added or gone).
+    stat_dirty: bool,
 }
 
 impl Session {
@@ -91,7 +93,9 @@ impl Session {
         let (eval, next_stat) =
             evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)?;
         let plan = plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)?;
+        let stat_dirty = files.stats.snapshot().files_hashed > 0 || !next_stat.same_entries(&stat);
         Ok(Session {
+            stat_dirty,
             root,
             files,
             lab,
@@ -105,9 +109,12 @@ impl Session {
         })
     }
 
-    /// Saves what this run learnt about file hashes. Commands call it once their own checks of
-    /// the request passed, so a refused command writes nothing.
+    /// Saves what this run learnt about file hashes, when it learnt anything. Commands call
+    /// it once their own checks of the request passed, so a refused command writes nothing.
     pub fn save_stat_cache(&self) -> Result<(), Error> {
+        if !self.stat_dirty {
+            return Ok(());
+        }
         ensure_hl_dir(&self.root)?;
         self.next_stat.save(&hl_dir(&self.root).join("statcache"))
     }

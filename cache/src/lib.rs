@@ -56,10 +56,22 @@ pub fn hex(hash: &Hash) -> String {
     blake3::Hash::from_bytes(*hash).to_hex().to_string()
 }
 
-/// Writes `bytes` to `path` atomically: a sibling temp file, fsync, rename.
+/// Writes `bytes` to `path` atomically and durably: a sibling temp file, fsync, rename. For
+/// files that are the truth (the state), not a cache.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    write_via_temp(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` atomically but without waiting for the disk. For cache entries:
+/// each is verified when read, so the worst a power cut can leave is an entry that fails
+/// verification and is evicted and rebuilt. Skipping the fsync is what makes a cold plan of a
+/// large homelab cost seconds instead of tens of seconds.
+pub fn write_cached(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    write_via_temp(path, bytes, false)
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
     // Unique per process and per write: two threads storing the same blob at once must not
     // share a temp file (the loser's rename would find it gone).
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -69,9 +81,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
         std::process::id()
     ));
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut f = match fs::File::create(&tmp) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+            fs::File::create(&tmp).map_err(io_err(&tmp))?
+        }
+        Err(e) => return Err(io_err(&tmp)(e)),
+    };
     f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
+    if durable {
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
     drop(f);
     fs::rename(&tmp, path).map_err(io_err(path))
 }
@@ -111,7 +132,7 @@ impl Store {
         let key = *blake3::hash(bytes).as_bytes();
         let path = shard(&self.root, "cas", &key);
         if !path.exists() {
-            write_atomic(&path, bytes)?;
+            write_cached(&path, bytes)?;
         }
         Ok(key)
     }
@@ -241,7 +262,7 @@ impl ActionCache {
         let mut bytes = Vec::with_capacity(64);
         bytes.extend_from_slice(output);
         bytes.extend_from_slice(&Self::seal(input, output));
-        write_atomic(&path, &bytes)
+        write_cached(&path, &bytes)
     }
 }
 

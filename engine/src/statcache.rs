@@ -77,7 +77,10 @@ impl StatCache {
         let started_at = now_ns();
         let mut cache = std::fs::read(path)
             .ok()
-            .and_then(|b| Self::decode(&b))
+            .and_then(|b| {
+                let (body, sum) = b.split_at(b.len().checked_sub(32)?);
+                (blake3::hash(body).as_bytes() == sum).then(|| Self::decode(body))?
+            })
             .unwrap_or_default();
         cache.started_at = started_at;
         cache
@@ -103,6 +106,11 @@ impl StatCache {
         self.entries.insert(path, (key, digest));
     }
 
+    /// Whether two caches hold the same entries (then there is nothing new to save).
+    pub fn same_entries(&self, other: &StatCache) -> bool {
+        self.entries == other.entries
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -115,7 +123,11 @@ impl StatCache {
 
     /// Writes the cache atomically.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        hl_cache::write_atomic(path, &self.encode())?;
+        let mut bytes = self.encode();
+        // A checksum, so a file torn by a power cut (written without fsync) is not trusted.
+        let sum = *blake3::hash(&bytes).as_bytes();
+        bytes.extend_from_slice(&sum);
+        hl_cache::write_cached(path, &bytes)?;
         Ok(())
     }
 
