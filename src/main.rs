@@ -7,6 +7,7 @@ mod against;
 mod apply;
 mod cmd;
 mod diag;
+mod loadcache;
 mod render;
 mod saved;
 mod session;

@@ -54,6 +54,8 @@ pub struct Session {
     next_stat: StatCache,
     /// Whether the stat cache learnt something (a file hashed, a file added or gone).
     stat_dirty: bool,
+    /// A new load cache to save, when loading ran.
+    load_cache: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -81,7 +83,9 @@ impl Session {
                 origin: Origin::file(RepoPath::new(".hl/state.json").expect("a valid path")),
             })
             .collect();
-        let lab = hl_rules::load(&files, &removed)?;
+        let (discovered, load_cache) =
+            crate::loadcache::discover(&files, &hl_dir(&root).join("loadcache"))?;
+        let lab = hl_rules::finish(&files, discovered, &removed)?;
         hl_rules::check::environment_guard(&lab.topology, std::env::var("HL_ENV").ok().as_deref())?;
         for note in &lab.notes {
             eprintln!("note: {note}");
@@ -96,6 +100,7 @@ impl Session {
         let stat_dirty = files.stats.snapshot().files_hashed > 0 || !next_stat.same_entries(&stat);
         Ok(Session {
             stat_dirty,
+            load_cache,
             root,
             files,
             lab,
@@ -112,6 +117,10 @@ impl Session {
     /// Saves what this run learnt about file hashes, when it learnt anything. Commands call
     /// it once their own checks of the request passed, so a refused command writes nothing.
     pub fn save_stat_cache(&self) -> Result<(), Error> {
+        if let Some(bytes) = &self.load_cache {
+            ensure_hl_dir(&self.root)?;
+            hl_cache::write_cached(&hl_dir(&self.root).join("loadcache"), bytes)?;
+        }
         if !self.stat_dirty {
             return Ok(());
         }

@@ -69,7 +69,7 @@ impl fmt::Display for EdgeKind {
 }
 
 /// A dependency as a loader declares it; the graph resolves and checks it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
     /// The node depended on.
     pub to: Address,
@@ -81,7 +81,7 @@ pub struct Edge {
 
 /// One deployable thing, as discovered from the repo. Everything hashed about it is here:
 /// its kind's rule, its canonical parameters, its input files and its input edges.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Node {
     /// The node's address.
     pub address: Address,

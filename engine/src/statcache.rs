@@ -16,7 +16,7 @@ use crate::files::RepoPath;
 const MAGIC: &[u8; 8] = b"HLSTAT01";
 
 /// What the stat cache compares: a file is unchanged when all of these are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatKey {
     size: u64,
     mtime_ns: i128,
@@ -25,6 +25,11 @@ pub struct StatKey {
 }
 
 impl StatKey {
+    /// Modification time, ns since the epoch.
+    pub fn mtime_ns(&self) -> i128 {
+        self.mtime_ns
+    }
+
     /// The key of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> StatKey {
         #[cfg(unix)]

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Where each layer lives; every path is repo-relative. Defaults follow docs/layout.md.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Layout {
     /// Per-host folders.
@@ -41,7 +41,7 @@ impl Default for Layout {
 }
 
 /// How the Kubernetes tree is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KubernetesMode {
     /// Flux when any Flux Kustomization is found, plain otherwise.
@@ -53,7 +53,7 @@ pub enum KubernetesMode {
 }
 
 /// SSH settings of a host.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ssh {
     /// Login user.
     pub user: Option<String>,
@@ -62,7 +62,7 @@ pub struct Ssh {
 }
 
 /// One host of the inventory.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Host {
     /// What the host is for.
     #[serde(default)]
@@ -136,7 +136,7 @@ struct RawTopology {
 }
 
 /// The parsed inventory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Topology {
     /// The environment this repo describes; `HL_ENV` must match when set.
     pub environment: Option<String>,

@@ -166,6 +166,26 @@ pub struct Homelab {
 /// the repo: deleting them needs a runway too (the host reachable, docker on it), so their
 /// checks are derived as well and returned in [`Homelab::removed_needs`].
 pub fn load(files: &FileSet, removed: &[Node]) -> Result<Homelab, Error> {
+    finish(files, discover(files)?, removed)
+}
+
+/// What the loaders found: the expensive part of loading, which reads the repo's config files
+/// and walks its trees. A function of the files alone, so it can be cached against what
+/// [`FileSet::observations`] says the loaders saw.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Discovered {
+    /// The inventory.
+    pub topology: Topology,
+    /// Where it was read from.
+    pub topology_path: RepoPath,
+    /// The nodes of every kind but checks.
+    pub nodes: Vec<Node>,
+    /// Notes on what is absent.
+    pub notes: Vec<String>,
+}
+
+/// Reads the inventory and runs every kind's loader.
+pub fn discover(files: &FileSet) -> Result<Discovered, Error> {
     let topology_path = ROOT_MARKERS
         .iter()
         .map(|m| RepoPath::new(m).expect("markers are valid paths"))
@@ -192,6 +212,25 @@ pub fn load(files: &FileSet, removed: &[Node]) -> Result<Homelab, Error> {
     nodes.extend(talos::discover(&ctx)?);
     nodes.extend(k8s::discover(&ctx)?);
     nodes.extend(compose::discover(&ctx)?);
+    let notes = ctx.notes.into_inner().expect("no panics hold this lock");
+    Ok(Discovered {
+        topology,
+        topology_path,
+        nodes,
+        notes,
+    })
+}
+
+/// Adds the L0 checks the nodes (and the deletions of `removed`, nodes recorded but gone from
+/// the repo) need. Cheap: it reads no file.
+pub fn finish(files: &FileSet, d: Discovered, removed: &[Node]) -> Result<Homelab, Error> {
+    let Discovered {
+        topology,
+        topology_path,
+        mut nodes,
+        notes,
+    } = d;
+    let ctx = Ctx::new(files, &topology, topology_path.clone());
     let registry = registry();
     let mut checks = check::derive(&ctx, &registry, &mut nodes)?;
     let mut ghosts: Vec<Node> = removed
@@ -210,7 +249,6 @@ pub fn load(files: &FileSet, removed: &[Node]) -> Result<Homelab, Error> {
         .map(|g| (g.address, g.edges.into_iter().map(|e| e.to).collect()))
         .collect();
     nodes.extend(checks);
-    let notes = ctx.notes.into_inner().expect("no panics hold this lock");
     Ok(Homelab {
         topology,
         topology_path,

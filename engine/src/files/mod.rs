@@ -67,6 +67,23 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// The stat-cache key of a file, for sources that can change between runs (the work tree);
     /// `None` where there is no such thing (a git revision never changes).
     fn stat_key(&self, p: &RepoPath) -> Result<Option<StatKey>, Error>;
+
+    /// What `p` is now, for telling later whether a loader's view of it still holds; `None`
+    /// for sources whose loads are not cached.
+    fn seen(&self, _p: &RepoPath) -> Option<Seen> {
+        None
+    }
+}
+
+/// What a loader saw of a path: its kind (not following a symlink) and its metadata (following
+/// it). A file edited, a folder whose entries changed (its mtime moves), a path that appeared
+/// or vanished: each shows as a different `Seen`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// 0 absent, 1 file, 2 folder, 3 symlink, 4 other.
+    pub kind: u8,
+    /// Metadata, through symlinks.
+    pub key: Option<StatKey>,
 }
 
 /// Counts of the work a run did, for `--stats` and for tests that assert a no-op does nothing.
@@ -127,6 +144,10 @@ pub struct FileSet {
     /// Paths whose content is known to be the git blob with this id: their digest is derived
     /// from the id, without reading or hashing the file.
     identities: HashMap<RepoPath, String>,
+    /// While loaders run: every path whose state they depended on.
+    watched: Mutex<Option<std::collections::BTreeSet<RepoPath>>>,
+    /// When this run started (ns since the epoch), to tell racy observations.
+    started: i128,
     /// What this run did.
     pub stats: Stats,
 }
@@ -144,8 +165,58 @@ impl FileSet {
             bytes: Mutex::default(),
             digests: Mutex::default(),
             identities: HashMap::new(),
+            watched: Mutex::new(None),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128),
             stats: Stats::default(),
         }
+    }
+
+    /// Starts recording every path that reads, probes, listings and walks depend on.
+    pub fn watch(&self) {
+        *self.watched.lock().expect("no panics hold this lock") = Some(Default::default());
+    }
+
+    fn note(&self, p: &RepoPath) {
+        if let Some(w) = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .as_mut()
+        {
+            w.insert(p.clone());
+        }
+    }
+
+    /// What the watched paths are now, or `None` when they cannot be trusted: a source that
+    /// is not the work tree, or a path changed during this run (in the same clock tick as a
+    /// read, so a later edit could go unseen, as with racy git index entries).
+    pub fn observations(&self) -> Option<Vec<(RepoPath, Seen)>> {
+        let watched = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .clone()?;
+        let paths: Vec<RepoPath> = watched.into_iter().collect();
+        let seen: Vec<Option<(RepoPath, Seen)>> = paths
+            .par_iter()
+            .map(|p| self.source.seen(p).map(|s| (p.clone(), s)))
+            .collect();
+        let seen: Option<Vec<(RepoPath, Seen)>> = seen.into_iter().collect();
+        let seen = seen?;
+        let racy = seen
+            .iter()
+            .any(|(_, s)| s.key.is_some_and(|k| k.mtime_ns() >= self.started));
+        (!racy).then_some(seen)
+    }
+
+    /// Whether everything a loader saw is still so (checked in parallel).
+    pub fn still(&self, seen: &[(RepoPath, Seen)]) -> bool {
+        seen.par_iter().all(|(p, s)| {
+            Stats::bump(&self.stats.files_statted);
+            self.source.seen(p).as_ref() == Some(s)
+        })
     }
 
     /// Declares paths whose content is a known git blob: their digest is derived from the blob
@@ -177,21 +248,25 @@ impl FileSet {
 
     /// What `p` is, without following a final symlink.
     pub fn kind(&self, p: &RepoPath) -> Option<Kind> {
+        self.note(p);
         self.source.kind(p)
     }
 
     /// Whether `p` is a file (through symlinks inside the repo).
     pub fn is_file(&self, p: &RepoPath) -> bool {
+        self.note(p);
         self.source.target_kind(p) == Some(Kind::File)
     }
 
     /// Whether `p` is a folder (through symlinks inside the repo).
     pub fn is_dir(&self, p: &RepoPath) -> bool {
+        self.note(p);
         self.source.target_kind(p) == Some(Kind::Dir)
     }
 
     /// Whether `p` exists (a dangling symlink does not).
     pub fn exists(&self, p: &RepoPath) -> bool {
+        self.note(p);
         self.source.target_kind(p).is_some()
     }
 
@@ -202,12 +277,42 @@ impl FileSet {
 
     /// The entries of a folder, sorted (an absent folder is empty).
     pub fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
+        self.note(dir);
         self.source.list(dir)
     }
 
     /// Every entry below `dir`, sorted; see [`Source::walk`].
     pub fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
-        self.source.walk(dir, hidden)
+        let entries = self.source.walk(dir, hidden)?;
+        if self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .is_some()
+        {
+            // A walk depends on every folder it went through (their mtimes move when entries
+            // come and go) and on the .gitignore files that shaped it, up to the root.
+            let mut dirs: Vec<RepoPath> = entries
+                .iter()
+                .filter(|e| e.kind == Kind::Dir)
+                .map(|e| e.path.clone())
+                .collect();
+            let mut up = dir.clone();
+            loop {
+                dirs.push(up.clone());
+                if up.as_str().is_empty() {
+                    break;
+                }
+                up = up.parent();
+            }
+            for d in dirs {
+                self.note(&d);
+                if let Ok(g) = d.join(".gitignore") {
+                    self.note(&g);
+                }
+            }
+        }
+        Ok(entries)
     }
 
     /// The bytes of `p`, read once per run; refuses a symlink out of the repo.
@@ -215,6 +320,7 @@ impl FileSet {
         if let Some(b) = self.bytes.lock().expect("no panics hold this lock").get(p) {
             return Ok(b.clone());
         }
+        self.note(p);
         if self.source.kind(p) == Some(Kind::Symlink) {
             self.source.check_inside(p)?;
         }

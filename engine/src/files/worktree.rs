@@ -165,6 +165,19 @@ impl Source for Worktree {
             .map_err(|e| Error::io("cannot read", abs, e))
     }
 
+    fn seen(&self, p: &RepoPath) -> Option<super::Seen> {
+        let abs = self.abs(p);
+        let kind = match std::fs::symlink_metadata(&abs).map(|m| kind_of(m.file_type())) {
+            Err(_) => 0,
+            Ok(Kind::File) => 1,
+            Ok(Kind::Dir) => 2,
+            Ok(Kind::Symlink) => 3,
+            Ok(Kind::Other) => 4,
+        };
+        let key = std::fs::metadata(&abs).ok().map(|m| StatKey::of(&m));
+        Some(super::Seen { kind, key })
+    }
+
     fn stat_key(&self, p: &RepoPath) -> Result<Option<StatKey>, Error> {
         let abs = self.abs(p);
         let meta =
