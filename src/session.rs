@@ -70,9 +70,15 @@ impl Session {
         set_root(&root);
         let files = Arc::new(FileSet::new(&root)?);
         let state = State::load(&state_path(&root))?;
+        let (discovered, load_cache) =
+            crate::loadcache::discover(&files, &hl_dir(&root).join("loadcache"))?;
+        // Recorded but gone from the repo: their deletion needs its runway too.
+        let present: std::collections::HashSet<&hl_engine::Address> =
+            discovered.nodes.iter().map(|n| &n.address).collect();
         let removed: Vec<Node> = state
             .nodes
             .iter()
+            .filter(|(a, _)| !present.contains(a))
             .map(|(a, r)| Node {
                 address: a.clone(),
                 layer: r.layer,
@@ -83,8 +89,6 @@ impl Session {
                 origin: Origin::file(RepoPath::new(".hl/state.json").expect("a valid path")),
             })
             .collect();
-        let (discovered, load_cache) =
-            crate::loadcache::discover(&files, &hl_dir(&root).join("loadcache"))?;
         let lab = hl_rules::finish(&files, discovered, &removed)?;
         hl_rules::check::environment_guard(&lab.topology, std::env::var("HL_ENV").ok().as_deref())?;
         for note in &lab.notes {

@@ -14,6 +14,15 @@ impl RepoPath {
     /// Checks and normalises a repo-relative path (`a/./b` -> `a/b`); refuses absolute paths
     /// and any `..` that climbs out of the repo.
     pub fn new(s: &str) -> Result<RepoPath, String> {
+        // Most paths (every one read back from a cache) are already normal: take them as they
+        // are instead of rebuilding them component by component.
+        let normal = !s.is_empty()
+            && !s.starts_with('/')
+            && !s.contains('\\')
+            && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        if normal {
+            return Ok(RepoPath(s.to_string()));
+        }
         Self::root().join(s)
     }
 

@@ -148,6 +148,9 @@ pub struct FileSet {
     watched: Mutex<Option<std::collections::BTreeSet<RepoPath>>>,
     /// When this run started (ns since the epoch), to tell racy observations.
     started: i128,
+    /// Regular files already statted this run (by [`FileSet::still`]), so hashing does not stat
+    /// them again.
+    statted: Mutex<HashMap<RepoPath, StatKey>>,
     /// What this run did.
     pub stats: Stats,
 }
@@ -166,6 +169,7 @@ impl FileSet {
             digests: Mutex::default(),
             identities: HashMap::new(),
             watched: Mutex::new(None),
+            statted: Mutex::default(),
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i128),
@@ -213,10 +217,20 @@ impl FileSet {
 
     /// Whether everything a loader saw is still so (checked in parallel).
     pub fn still(&self, seen: &[(RepoPath, Seen)]) -> bool {
-        seen.par_iter().all(|(p, s)| {
+        let same = seen.par_iter().all(|(p, s)| {
             Stats::bump(&self.stats.files_statted);
             self.source.seen(p).as_ref() == Some(s)
-        })
+        });
+        if same {
+            // Everything is as seen: the keys of the regular files are this run's stat too.
+            let mut memo = self.statted.lock().expect("no panics hold this lock");
+            memo.extend(
+                seen.iter()
+                    .filter(|(_, s)| s.kind == 1)
+                    .filter_map(|(p, s)| s.key.map(|k| (p.clone(), k))),
+            );
+        }
+        same
     }
 
     /// Declares paths whose content is a known git blob: their digest is derived from the blob
@@ -349,16 +363,23 @@ impl FileSet {
     /// save.
     pub fn hash_all(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatCache, Error> {
         type Hashed = (RepoPath, Option<StatKey>, Digest<Content>);
+        let memo = std::mem::take(&mut *self.statted.lock().expect("no panics hold this lock"));
         let results: Vec<Result<Hashed, Error>> = paths
             .par_iter()
             .map(|p| {
                 if let Some(oid) = self.identities.get(p) {
                     return Ok((p.clone(), None, git_identity(oid)));
                 }
-                let key = self.source.stat_key(p)?;
-                if key.is_some() {
-                    Stats::bump(&self.stats.files_statted);
-                }
+                let key = match memo.get(p).copied() {
+                    Some(k) => Some(k),
+                    None => {
+                        let key = self.source.stat_key(p)?;
+                        if key.is_some() {
+                            Stats::bump(&self.stats.files_statted);
+                        }
+                        key
+                    }
+                };
                 if let Some(d) = key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     return Ok((p.clone(), key, d));
                 }

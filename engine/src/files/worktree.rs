@@ -167,14 +167,21 @@ impl Source for Worktree {
 
     fn seen(&self, p: &RepoPath) -> Option<super::Seen> {
         let abs = self.abs(p);
-        let kind = match std::fs::symlink_metadata(&abs).map(|m| kind_of(m.file_type())) {
-            Err(_) => 0,
-            Ok(Kind::File) => 1,
-            Ok(Kind::Dir) => 2,
-            Ok(Kind::Symlink) => 3,
-            Ok(Kind::Other) => 4,
+        let Ok(meta) = std::fs::symlink_metadata(&abs) else {
+            return Some(super::Seen { kind: 0, key: None });
         };
-        let key = std::fs::metadata(&abs).ok().map(|m| StatKey::of(&m));
+        let kind = match kind_of(meta.file_type()) {
+            Kind::File => 1,
+            Kind::Dir => 2,
+            Kind::Symlink => 3,
+            Kind::Other => 4,
+        };
+        // One syscall for everything but a symlink, whose target is what matters.
+        let key = if kind == 3 {
+            std::fs::metadata(&abs).ok().map(|m| StatKey::of(&m))
+        } else {
+            Some(StatKey::of(&meta))
+        };
         Some(super::Seen { kind, key })
     }
 
