@@ -145,67 +145,6 @@ pub fn input_digest(
     Digest::from_bytes(*h.finalize().as_bytes())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::address::Layer;
-    use crate::node::Origin;
-    use serde_json::json;
-
-    struct R;
-    impl Rule for R {
-        fn kind(&self) -> &'static str {
-            "compose"
-        }
-        fn version(&self) -> u32 {
-            3
-        }
-        fn layer(&self) -> Layer {
-            Layer::L4
-        }
-        fn realize(&self, _: &Node, _: &RealizeCtx<'_>) -> Result<Artifact, Error> {
-            Ok(Artifact::default())
-        }
-    }
-
-    /// The streamed encoding is byte for byte the canonical JSON of the input document (the
-    /// digest every recorded state was made with), and the digest is pinned.
-    #[test]
-    fn input_digest_is_the_canonical_json_of_its_document() {
-        let node = Node {
-            address: "compose:a\"b@H"
-                .parse()
-                .unwrap_or_else(|_| "compose:ab@H".parse().unwrap()),
-            layer: Layer::L4,
-            params: json!({"z": 1, "a": ["x", {"k": "v\n"}]}),
-            files: vec![],
-            edges: vec![],
-            labels: Default::default(),
-            origin: Origin::file(RepoPath::new("x.yaml").unwrap()),
-        };
-        let files = BTreeMap::from([
-            (
-                RepoPath::new("services/a/b c.yml").unwrap(),
-                Digest::of(b"1"),
-            ),
-            (
-                RepoPath::new("services/a/\"q\".conf").unwrap(),
-                Digest::of(b"2"),
-            ),
-        ]);
-        let inputs = BTreeMap::from([("image:x".parse().unwrap(), Digest::of(b"3"))]);
-        let doc = json!({
-            "kind": "compose",
-            "version": 3,
-            "params": node.params,
-            "files": files.iter().map(|(p, d)| json!([p.as_str(), d.hex()])).collect::<Vec<Value>>(),
-            "inputs": inputs.iter().map(|(a, d): (&Address, &Digest<Output>)| json!([a.to_string(), d.hex()])).collect::<Vec<Value>>(),
-        });
-        let want: Digest<Input> = Digest::of(canonical_json(&doc).as_bytes());
-        assert_eq!(input_digest(&R, &node, &files, &inputs), want);
-    }
-}
-
 /// The stand-in output of an expensive node that has not been built: input-addressed.
 pub fn unbuilt_output(input: &Digest<Input>) -> Digest<Output> {
     Digest::of(format!("unbuilt:{}", input.hex()).as_bytes())
@@ -351,4 +290,65 @@ pub(crate) fn produce(
     let out = caches.put_artifact(&artifact)?;
     caches.actions.put(input.bytes(), out.bytes())?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Layer;
+    use crate::node::Origin;
+    use serde_json::json;
+
+    struct R;
+    impl Rule for R {
+        fn kind(&self) -> &'static str {
+            "compose"
+        }
+        fn version(&self) -> u32 {
+            3
+        }
+        fn layer(&self) -> Layer {
+            Layer::L4
+        }
+        fn realize(&self, _: &Node, _: &RealizeCtx<'_>) -> Result<Artifact, Error> {
+            Ok(Artifact::default())
+        }
+    }
+
+    /// The streamed encoding is byte for byte the canonical JSON of the input document (the
+    /// digest every recorded state was made with), and the digest is pinned.
+    #[test]
+    fn input_digest_is_the_canonical_json_of_its_document() {
+        let node = Node {
+            address: "compose:a\"b@H"
+                .parse()
+                .unwrap_or_else(|_| "compose:ab@H".parse().unwrap()),
+            layer: Layer::L4,
+            params: json!({"z": 1, "a": ["x", {"k": "v\n"}]}),
+            files: vec![],
+            edges: vec![],
+            labels: Default::default(),
+            origin: Origin::file(RepoPath::new("x.yaml").unwrap()),
+        };
+        let files = BTreeMap::from([
+            (
+                RepoPath::new("services/a/b c.yml").unwrap(),
+                Digest::of(b"1"),
+            ),
+            (
+                RepoPath::new("services/a/\"q\".conf").unwrap(),
+                Digest::of(b"2"),
+            ),
+        ]);
+        let inputs = BTreeMap::from([("image:x".parse().unwrap(), Digest::of(b"3"))]);
+        let doc = json!({
+            "kind": "compose",
+            "version": 3,
+            "params": node.params,
+            "files": files.iter().map(|(p, d)| json!([p.as_str(), d.hex()])).collect::<Vec<Value>>(),
+            "inputs": inputs.iter().map(|(a, d): (&Address, &Digest<Output>)| json!([a.to_string(), d.hex()])).collect::<Vec<Value>>(),
+        });
+        let want: Digest<Input> = Digest::of(canonical_json(&doc).as_bytes());
+        assert_eq!(input_digest(&R, &node, &files, &inputs), want);
+    }
 }
