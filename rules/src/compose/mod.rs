@@ -16,6 +16,7 @@ use hl_engine::{
     canonical_pretty, ApplyCtx, Artifact, Edge, EdgeKind, Error, JobError, Layer, Node, Observed,
     Origin, RealizeCtx, RepoPath, Requirement, Rule,
 };
+use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -125,10 +126,20 @@ struct Params {
 /// The merged, canonical compose project of a placement.
 fn project(files: &hl_engine::FileSet, p: &Params) -> Result<Value, Error> {
     let compose = RepoPath::new(&p.compose).map_err(Error::Internal)?;
-    let mut project = yaml::one(files, &compose)?;
-    if let Some(o) = &p.override_file {
-        let o = RepoPath::new(o).map_err(Error::Internal)?;
-        merge::merge(&mut project, &yaml::one(files, &o)?, "");
+    let over = match &p.override_file {
+        Some(o) => Some(yaml::one(
+            files,
+            &RepoPath::new(o).map_err(Error::Internal)?,
+        )?),
+        None => None,
+    };
+    Ok(merged(yaml::one(files, &compose)?, over.as_ref()))
+}
+
+/// The canonical project of a compose file and a host's override, both already parsed.
+fn merged(mut project: Value, over: Option<&Value>) -> Value {
+    if let Some(o) = over {
+        merge::merge(&mut project, o, "");
     }
     merge::normalise(&mut project);
     // `version` is obsolete and only makes compose v2 warn; the project name is given with
@@ -136,7 +147,7 @@ fn project(files: &hl_engine::FileSet, p: &Params) -> Result<Value, Error> {
     if let Value::Object(m) = &mut project {
         m.remove("version");
     }
-    Ok(project)
+    project
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,7 +198,10 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
             .or_default()
             .insert(p.host.clone());
     }
-    placements.iter().map(|p| node(ctx, p, &hosts_of)).collect()
+    placements
+        .par_iter()
+        .map(|p| node(ctx, p, &hosts_of))
+        .collect()
 }
 
 fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
@@ -372,13 +386,18 @@ fn node(
         compose: compose.as_str().to_string(),
         override_file: override_file.as_ref().map(|o| o.as_str().to_string()),
     };
-    let merged = project(ctx.files, &params)?;
-    for source in [Some(&compose), override_file.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        check_secrets(ctx, &yaml::one(ctx.files, source)?, source)?;
-    }
+    // Each file is parsed once: checked for secrets as written, then merged.
+    let base = yaml::one(ctx.files, &compose)?;
+    check_secrets(ctx, &base, &compose)?;
+    let over = match &override_file {
+        Some(o) => {
+            let v = yaml::one(ctx.files, o)?;
+            check_secrets(ctx, &v, o)?;
+            Some(v)
+        }
+        None => None,
+    };
+    let merged = merged(base, over.as_ref());
     files.extend(mounts::inputs(ctx, &merged, &p.dir, &compose)?);
 
     let contract_path = p.dir.join("service.yaml").map_err(Error::Internal)?;
