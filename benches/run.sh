@@ -154,6 +154,11 @@ bench_size() {
     hf "hl_$kind" "$warm" "$runs" --prepare "$edit $kind" --ignore-failure -- "$HL_BIN" -C "$repo" plan
     restore
   done
+  # What CI runs on a pull request: one service file changed in the last commit.
+  $edit service >/dev/null
+  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -q -a -m "one service edit"
+  hf hl_against "$warm" "$runs" --ignore-failure -- "$HL_BIN" -C "$repo" plan --against HEAD~1
+  git -C "$repo" reset -q --hard HEAD~1
 
   say "$size: floors"
   python3 "$here/bench.py" inputs "$repo/.hl/state.json" "$repo" "$d/inputs.list" >"$d/inputs.count"
