@@ -610,3 +610,31 @@ fn ctrl_c_finishes_the_steps_in_flight_records_them_and_stops() {
     lab.apply_ok(&[]);
     assert_eq!(lab.recorded().len(), 3);
 }
+
+#[test]
+fn a_release_switched_by_hand_is_drift() {
+    let (_g, lab) = setup();
+    lab.apply_ok(&[]);
+    let releases = lab.tb.host("h3").runtime_root.join("releases/cache");
+    let v1 = fs::read_link(releases.join("current")).unwrap();
+    lab.write("services/cache/app.conf", "v2\n");
+    lab.apply_ok(&[]);
+    // Someone points `current` back at the old release on the host, by hand.
+    fs::remove_file(releases.join("current")).unwrap();
+    std::os::unix::fs::symlink(&v1, releases.join("current")).unwrap();
+    let plan = lab.hl(&["plan", "--refresh"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let short = &v1.to_string_lossy()[..12];
+    assert!(
+        plan.stdout.contains(&format!(
+            "drift: the host runs release {short}, not the recorded"
+        )),
+        "{}",
+        plan.stdout
+    );
+    lab.apply_ok(&["--refresh"]);
+    assert_eq!(
+        fs::read_to_string(releases.join("current/app.conf")).unwrap(),
+        "v2\n"
+    );
+}
