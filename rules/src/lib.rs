@@ -186,6 +186,27 @@ pub struct Discovered {
 
 /// Reads the inventory and runs every kind's loader.
 pub fn discover(files: &FileSet) -> Result<Discovered, Error> {
+    let (topology, topology_path) = inventory(files)?;
+    let mut nodes = Vec::new();
+    let mut notes = Vec::new();
+    for kind in KINDS {
+        let (n, t) = discover_kind(files, &topology, &topology_path, kind)?;
+        nodes.extend(n);
+        notes.extend(t);
+    }
+    Ok(Discovered {
+        topology,
+        topology_path,
+        nodes,
+        notes,
+    })
+}
+
+/// The kinds whose nodes loaders discover, in the order they are loaded (checks are derived).
+pub const KINDS: [&str; 5] = ["image", "vm", "talos", "k8s", "compose"];
+
+/// Finds and reads the inventory.
+pub fn inventory(files: &FileSet) -> Result<(Topology, RepoPath), Error> {
     let topology_path = ROOT_MARKERS
         .iter()
         .map(|m| RepoPath::new(m).expect("markers are valid paths"))
@@ -205,20 +226,30 @@ pub fn discover(files: &FileSet) -> Result<Discovered, Error> {
             Some("see docs/layout.md for the inventory's keys".into()),
         )
     })?;
-    let ctx = Ctx::new(files, &topology, topology_path.clone());
-    let mut nodes = Vec::new();
-    nodes.extend(image::discover(&ctx)?);
-    nodes.extend(vm::discover(&ctx)?);
-    nodes.extend(talos::discover(&ctx)?);
-    nodes.extend(k8s::discover(&ctx)?);
-    nodes.extend(compose::discover(&ctx)?);
-    let notes = ctx.notes.into_inner().expect("no panics hold this lock");
-    Ok(Discovered {
-        topology,
-        topology_path,
+    Ok((topology, topology_path))
+}
+
+/// Runs one kind's loader: its nodes and its notes. Each kind reads only through `files`, so
+/// what it depended on can be watched, and its result cached, on its own.
+pub fn discover_kind(
+    files: &FileSet,
+    topology: &Topology,
+    topology_path: &RepoPath,
+    kind: &str,
+) -> Result<(Vec<Node>, Vec<String>), Error> {
+    let ctx = Ctx::new(files, topology, topology_path.clone());
+    let nodes = match kind {
+        "image" => image::discover(&ctx)?,
+        "vm" => vm::discover(&ctx)?,
+        "talos" => talos::discover(&ctx)?,
+        "k8s" => k8s::discover(&ctx)?,
+        "compose" => compose::discover(&ctx)?,
+        other => return Err(Error::Internal(format!("no loader for kind `{other}`"))),
+    };
+    Ok((
         nodes,
-        notes,
-    })
+        ctx.notes.into_inner().expect("no panics hold this lock"),
+    ))
 }
 
 /// Adds the L0 checks the nodes (and the deletions of `removed`, nodes recorded but gone from

@@ -311,17 +311,18 @@ impl FileSet {
                 .filter(|e| e.kind == Kind::Dir)
                 .map(|e| e.path.clone())
                 .collect();
-            let mut up = dir.clone();
-            loop {
-                dirs.push(up.clone());
-                if up.as_str().is_empty() {
-                    break;
-                }
-                up = up.parent();
-            }
-            for d in dirs {
-                self.note(&d);
+            dirs.push(dir.clone());
+            for d in &dirs {
+                self.note(d);
                 if let Ok(g) = d.join(".gitignore") {
+                    self.note(&g);
+                }
+            }
+            // Above the walk only the .gitignore files matter, not what else the folders hold.
+            let mut up = dir.clone();
+            while !up.as_str().is_empty() {
+                up = up.parent();
+                if let Ok(g) = up.join(".gitignore") {
                     self.note(&g);
                 }
             }
@@ -331,10 +332,11 @@ impl FileSet {
 
     /// The bytes of `p`, read once per run; refuses a symlink out of the repo.
     pub fn read(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
+        // Noted before the memory is consulted: a second reader depends on the file too.
+        self.note(p);
         if let Some(b) = self.bytes.lock().expect("no panics hold this lock").get(p) {
             return Ok(b.clone());
         }
-        self.note(p);
         if self.source.kind(p) == Some(Kind::Symlink) {
             self.source.check_inside(p)?;
         }
