@@ -2,53 +2,13 @@
 //! naming the files that differ) and `hl gc` (frees what neither the state nor the plan
 //! reaches, keeps the rest usable). Images build locally with qemu-img or a command.
 
+#[path = "common/images.rs"]
+mod images;
+
 use std::fs;
-use std::path::PathBuf;
 
-use assert_cmd::Command;
+use images::{ImageLab as Repo, BLANK};
 
-struct Repo {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-impl Repo {
-    fn new(recipes: &[(&str, &str)]) -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("lab");
-        let cache = tmp.path().join("cache");
-        fs::create_dir_all(root.join("inventory/images")).unwrap();
-        fs::write(root.join("hl.yaml"), "environment: test\n").unwrap();
-        for (name, text) in recipes {
-            fs::write(root.join(format!("inventory/images/{name}.yaml")), text).unwrap();
-        }
-        Repo {
-            _tmp: tmp,
-            root,
-            cache,
-        }
-    }
-
-    fn hl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::cargo_bin("hl")
-            .unwrap()
-            .arg("-C")
-            .arg(&self.root)
-            .args(args)
-            .env("HL_CACHE_DIR", &self.cache)
-            .env_remove("HL_ENV")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
-    }
-}
-
-const BLANK: &str = "builder: qemu-img\nformat: qcow2\nsize_gb: 1\n";
 const CLOCK: &str = "builder: command\ncommand: [sh, -c, 'date +%s%N > clock.img']\noutput: clock.img\ntools: [sh]\n";
 
 #[test]

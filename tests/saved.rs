@@ -2,81 +2,16 @@
 //! refuses, by name, only those whose inputs or recorded state moved since. Images build
 //! locally (qemu-img), so these run without any host.
 
+#[path = "common/images.rs"]
+mod images;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
-use serde_json::Value;
+use images::{ImageLab as Repo, BLANK};
 
-struct Repo {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("lab");
-        let cache = tmp.path().join("cache");
-        fs::create_dir_all(root.join("inventory/images")).unwrap();
-        fs::write(root.join("hl.yaml"), "environment: test\n").unwrap();
-        for name in ["a", "b"] {
-            fs::write(
-                root.join(format!("inventory/images/{name}.yaml")),
-                "builder: qemu-img\nformat: qcow2\nsize_gb: 1\n",
-            )
-            .unwrap();
-        }
-        Repo {
-            _tmp: tmp,
-            root,
-            cache,
-        }
-    }
-
-    fn hl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::cargo_bin("hl")
-            .unwrap()
-            .arg("-C")
-            .arg(&self.root)
-            .args(args)
-            .env("HL_CACHE_DIR", &self.cache)
-            .env_remove("HL_ENV")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
-    }
-
-    fn save(&self, extra: &[&str]) -> PathBuf {
-        let file = self.root.join("../plan.json");
-        let mut args = vec!["plan", "-o", file.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let (code, _, err) = self.hl(&args);
-        assert_eq!(code, 2, "{err}");
-        file
-    }
-
-    fn state(&self) -> Value {
-        serde_json::from_slice(
-            &fs::read(self.root.join(".hl/state.json"))
-                .unwrap_or_else(|_| b"{\"nodes\":{}}".to_vec()),
-        )
-        .unwrap()
-    }
-
-    fn recorded(&self) -> Vec<String> {
-        self.state()["nodes"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
-    }
+fn lab() -> Repo {
+    Repo::new(&[("a", BLANK), ("b", BLANK)])
 }
 
 fn edit(path: &Path, from: &str, to: &str) {
@@ -87,7 +22,7 @@ fn edit(path: &Path, from: &str, to: &str) {
 
 #[test]
 fn an_unrelated_apply_in_between_leaves_the_saved_plan_valid() {
-    let r = Repo::new();
+    let r = lab();
     let file = r.save(&["--target", "image:a"]);
     let (code, _, err) = r.hl(&["apply", "--target", "image:b", "--yes"]);
     assert_eq!(code, 0, "{err}");
@@ -101,7 +36,7 @@ fn an_unrelated_apply_in_between_leaves_the_saved_plan_valid() {
 
 #[test]
 fn a_step_whose_input_moved_is_refused_by_name_and_the_others_apply() {
-    let r = Repo::new();
+    let r = lab();
     let file = r.save(&[]);
     edit(
         &r.root.join("inventory/images/a.yaml"),
@@ -120,7 +55,7 @@ fn a_step_whose_input_moved_is_refused_by_name_and_the_others_apply() {
 
 #[test]
 fn a_step_whose_state_moved_is_refused() {
-    let r = Repo::new();
+    let r = lab();
     let file = r.save(&[]);
     assert_eq!(r.hl(&["apply", "--target", "image:a", "--yes"]).0, 0);
     let before = r.state()["nodes"]["image:a"].clone();
@@ -139,7 +74,7 @@ fn a_step_whose_state_moved_is_refused() {
 
 #[test]
 fn all_or_nothing_refuses_the_whole_plan() {
-    let r = Repo::new();
+    let r = lab();
     let file = r.save(&[]);
     edit(
         &r.root.join("inventory/images/a.yaml"),
