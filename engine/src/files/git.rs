@@ -427,6 +427,24 @@ impl GitTree {
         self.resolve(next.as_str(), depth + 1)
     }
 
+    /// The entries below `dir`, in path order, whose path relative to it passes `keep`.
+    fn below(&self, dir: &RepoPath, keep: impl Fn(&str) -> bool) -> Vec<Entry> {
+        let prefix = match dir.as_str() {
+            "" => String::new(),
+            d => format!("{d}/"),
+        };
+        self.entries
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter(|(p, _)| keep(&p[prefix.len()..]))
+            .filter_map(|(p, b)| {
+                RepoPath::new(p)
+                    .ok()
+                    .map(|path| Entry { path, kind: b.kind })
+            })
+            .collect()
+    }
+
     fn changed_here(&self, p: &str) -> bool {
         self.over.as_ref().is_none_or(|(_, c)| c.contains(p))
     }
@@ -513,41 +531,13 @@ impl Source for GitTree {
     }
 
     fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
-        let prefix = if dir.as_str().is_empty() {
-            String::new()
-        } else {
-            format!("{}/", dir.as_str())
-        };
-        Ok(self
-            .entries
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .filter(|(p, _)| !p[prefix.len()..].contains('/'))
-            .filter_map(|(p, b)| {
-                RepoPath::new(p)
-                    .ok()
-                    .map(|path| Entry { path, kind: b.kind })
-            })
-            .collect())
+        Ok(self.below(dir, |rel| !rel.contains('/')))
     }
 
     fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
-        let prefix = if dir.as_str().is_empty() {
-            String::new()
-        } else {
-            format!("{}/", dir.as_str())
-        };
-        Ok(self
-            .entries
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .filter(|(p, _)| hidden || !p[prefix.len()..].split('/').any(|c| c.starts_with('.')))
-            .filter_map(|(p, b)| {
-                RepoPath::new(p)
-                    .ok()
-                    .map(|path| Entry { path, kind: b.kind })
-            })
-            .collect())
+        Ok(self.below(dir, |rel| {
+            hidden || !rel.split('/').any(|c| c.starts_with('.'))
+        }))
     }
 
     fn read(&self, p: &RepoPath) -> Result<(Vec<u8>, bool), Error> {
