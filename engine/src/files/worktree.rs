@@ -12,6 +12,9 @@ use crate::statcache::StatKey;
 pub struct Worktree {
     root: PathBuf,
     canon_root: PathBuf,
+    /// Folders already resolved: whether each lies inside the repo. Resolving a path costs a
+    /// readlink per component; the files of one folder share it.
+    folders: std::sync::Mutex<std::collections::HashMap<RepoPath, bool>>,
 }
 
 impl Worktree {
@@ -23,6 +26,7 @@ impl Worktree {
         Ok(Worktree {
             root: root.to_path_buf(),
             canon_root,
+            folders: std::sync::Mutex::default(),
         })
     }
 
@@ -77,6 +81,35 @@ impl Source for Worktree {
 
     fn check_inside(&self, p: &RepoPath) -> Result<(), Error> {
         let abs = self.abs(p);
+        // A path that is not itself a symlink is inside when its folder is: resolve the folder
+        // once for all its files.
+        let own_link = std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink());
+        if !own_link && !p.as_str().is_empty() {
+            let dir = p.parent();
+            let known = self
+                .folders
+                .lock()
+                .expect("no panics hold this lock")
+                .get(&dir)
+                .copied();
+            let inside = match known {
+                Some(v) => v,
+                None => {
+                    let v = self
+                        .abs(&dir)
+                        .canonicalize()
+                        .is_ok_and(|r| r.starts_with(&self.canon_root));
+                    self.folders
+                        .lock()
+                        .expect("no panics hold this lock")
+                        .insert(dir, v);
+                    v
+                }
+            };
+            if inside {
+                return Ok(());
+            }
+        }
         match abs.canonicalize() {
             Ok(real) if real.starts_with(&self.canon_root) => Ok(()),
             Ok(real) => Err(Error::repo(
