@@ -151,6 +151,13 @@ impl Session {
         Ok(plan)
     }
 
+    /// The node at an address that must still be in the repo.
+    pub fn node(&self, addr: &Address) -> Result<&Node, Error> {
+        self.graph
+            .get(addr)
+            .ok_or_else(|| Error::repo(format!("{addr} is no longer in the repo"), None, None))
+    }
+
     /// Parses an address given on the command line, with a did-you-mean when it names no node.
     pub fn address(&self, text: &str) -> Result<Address, Error> {
         let addr: Address = text.parse().map_err(|e: String| {

@@ -127,35 +127,24 @@ pub fn evaluate_pair(
             }
             Ok((produce(rule, node, side.files, caches, &p.0, &p.2)?, true))
         };
+        let eval =
+            |p: &crate::evaluate::Prepared, (output, built): (Digest<Output>, bool)| Evaluated {
+                input: p.0,
+                output,
+                built,
+                files: p.1.clone(),
+                inputs: p.2.clone(),
+            };
         if let (Some(n), Some(p)) = (hn, &hp) {
-            let (output, built) = out(head, n, p)?;
-            h.insert(
-                addr.clone(),
-                Evaluated {
-                    input: p.0,
-                    output,
-                    built,
-                    files: p.1.clone(),
-                    inputs: p.2.clone(),
-                },
-            );
+            h.insert(addr.clone(), eval(p, out(head, n, p)?));
         }
         if let (Some(n), Some(p)) = (bn, &bp) {
-            let (output, built) = if same {
+            let o = if same {
                 (h[&addr].output, h[&addr].built)
             } else {
                 out(base, n, p)?
             };
-            b.insert(
-                addr.clone(),
-                Evaluated {
-                    input: p.0,
-                    output,
-                    built,
-                    files: p.1.clone(),
-                    inputs: p.2.clone(),
-                },
-            );
+            b.insert(addr.clone(), eval(p, o));
         }
     }
     Ok((h, b))

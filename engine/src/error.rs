@@ -149,6 +149,28 @@ impl Error {
         !matches!(self, Error::Secret { .. } | Error::OnSide { .. })
     }
 
+    /// Places an unlocated repo error at `origin`, the reference that led to it (errors from
+    /// [`crate::FileSet`] know the file, not which reference led there); `note` says so in the
+    /// message too.
+    pub fn placed(self, origin: &Origin, note: bool) -> Error {
+        match self {
+            Error::Repo {
+                message,
+                origin: None,
+                help,
+            } => Error::Repo {
+                message: if note {
+                    format!("{message} (referenced at {origin})")
+                } else {
+                    message
+                },
+                origin: Some(origin.clone()),
+                help,
+            },
+            e => e,
+        }
+    }
+
     /// Says which compared revision an error comes from.
     pub fn on_side(self, side: &str) -> Error {
         Error::OnSide {

@@ -148,21 +148,9 @@ fn inputs(
     Ok(all.into_iter().cloned().collect())
 }
 
-/// Puts `origin` on a repo error that has none (errors from [`hl_engine::FileSet`] know the
-/// file, not which reference led to it).
+/// Puts `origin` on a repo error that has none.
 fn at(e: Error, origin: Origin) -> Error {
-    match e {
-        Error::Repo {
-            message,
-            origin: None,
-            help,
-        } => Error::Repo {
-            message,
-            origin: Some(origin),
-            help,
-        },
-        e => e,
-    }
+    e.placed(&origin, false)
 }
 
 /// Whether a name is final, not a Flux `${VAR}` that a parent Kustomization substitutes.

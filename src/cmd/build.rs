@@ -38,10 +38,7 @@ pub fn run(opts: &Options, args: BuildArgs) -> Result<u8, Error> {
     let s = Session::open(opts)?;
     let addr = s.address(&args.address)?;
     s.save_stat_cache()?;
-    let node = s
-        .graph
-        .get(&addr)
-        .ok_or_else(|| Error::repo(format!("{addr} is no longer in the repo"), None, None))?;
+    let node = s.node(&addr)?;
     let rule = s.registry.rule(addr.kind())?;
     let ev = &s.eval[&addr];
     let cached: Option<(Digest<Output>, Artifact)> = match s.caches.actions.get(ev.input.bytes())? {

@@ -27,10 +27,7 @@ pub fn run(opts: &Options, args: RollbackArgs) -> Result<u8, Error> {
     let s = Session::open_at(opts, root)?;
     let addr = s.address(&args.address)?;
     s.save_stat_cache()?;
-    let node = s
-        .graph
-        .get(&addr)
-        .ok_or_else(|| Error::repo(format!("{addr} is no longer in the repo"), None, None))?;
+    let node = s.node(&addr)?;
     let mut record = s.state.get(&addr).cloned().ok_or_else(|| {
         Error::repo(
             format!("{addr} was never applied: nothing to roll back"),

@@ -454,18 +454,7 @@ fn is_sops_name(name: &str) -> bool {
 
 /// Places an unlocated repo error at the reference that led to it.
 fn referenced_at(e: Error, origin: &Origin) -> Error {
-    match e {
-        Error::Repo {
-            message,
-            origin: None,
-            help,
-        } => Error::Repo {
-            message: format!("{message} (referenced at {origin})"),
-            origin: Some(origin.clone()),
-            help,
-        },
-        other => other,
-    }
+    e.placed(origin, true)
 }
 
 /// An inline patch written as a YAML string (talhelper's form): each document is one patch.
