@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hl_engine::{Error, FileSet, Node, RepoPath, Seen};
+use hl_engine::{Error, Fact, Facts, FileSet, Node, RepoPath, Seen};
 use hl_rules::{Discovered, Topology};
 use serde::{Deserialize, Serialize};
 
@@ -49,14 +49,53 @@ fn build_id() -> String {
     format!("{}:{stamp}", env!("CARGO_PKG_VERSION"))
 }
 
-/// What the loaders find, each unit from the cache when nothing it depended on moved. Returns
-/// the bytes of a new cache to save when any unit was loaded again.
-pub fn discover(files: &FileSet, path: &Path) -> Result<(Discovered, Option<Vec<u8>>), Error> {
+/// What a run learnt that the next one can reuse: files to write under `.hl/`.
+#[derive(Default)]
+pub struct Learnt {
+    /// The new load cache, when any unit was loaded again.
+    pub loadcache: Option<Vec<u8>>,
+    /// The facts of each kind whose loader ran (`.hl/facts/<kind>`).
+    pub facts: Vec<(String, Vec<u8>)>,
+}
+
+/// The facts file of a kind.
+pub fn facts_path(hl_dir: &Path, kind: &str) -> std::path::PathBuf {
+    hl_dir.join("facts").join(kind)
+}
+
+/// The facts a kind's loader derived last time; none when absent or from another build.
+fn old_facts(hl_dir: &Path, kind: &str, build: &str) -> Facts {
+    let Ok(bytes) = std::fs::read(facts_path(hl_dir, kind)) else {
+        return Facts::new();
+    };
+    match postcard::from_bytes::<(u32, String, Vec<(String, RepoPath, Fact)>)>(&bytes) {
+        Ok((FORMAT, b, list)) if b == build => {
+            list.into_iter().map(|(t, p, f)| ((t, p), f)).collect()
+        }
+        _ => Facts::new(),
+    }
+}
+
+fn encode_facts(facts: Facts, build: &str) -> Option<Vec<u8>> {
+    let mut list: Vec<(String, RepoPath, Fact)> =
+        facts.into_iter().map(|((t, p), f)| (t, p, f)).collect();
+    list.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    postcard::to_allocvec(&(FORMAT, build, list)).ok()
+}
+
+/// What the loaders find, each unit from the cache when nothing it depended on moved. A unit
+/// loaded again reuses the facts its loader derived from each unchanged file last time (see
+/// [`FileSet::derive`]), so only changed files are read and parsed.
+pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), Error> {
+    let path = hl_dir.join("loadcache");
+    let mut learnt = Learnt::default();
     let build = build_id();
-    let old = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<LoadCache>(&b).ok())
-        .filter(|c| c.format == FORMAT && c.build == build);
+    let old = crate::session::phase("loadcache-read", || {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<LoadCache>(&b).ok())
+            .filter(|c| c.format == FORMAT && c.build == build)
+    });
     let mut fresh = false;
     // Every loader reads the inventory (the layout above all): when it moved, all reload.
     let (mut old_kinds, inventory, topology, topology_path) = match old {
@@ -82,11 +121,15 @@ pub fn discover(files: &FileSet, path: &Path) -> Result<(Discovered, Option<Vec<
             Some(u) if files.still(&u.seen) => u,
             _ => {
                 fresh = true;
+                files.remember(old_facts(hl_dir, kind, &build));
                 files.watch();
                 let (nodes, notes) =
                     hl_rules::discover_kind(files, &topology, &topology_path, kind)?;
                 let seen = files.observations();
                 trusted &= seen.is_some();
+                if let Some(bytes) = seen.as_ref().and_then(|_| encode_facts(files.take_facts(), &build)) {
+                    learnt.facts.push((kind.to_string(), bytes));
+                }
                 Unit {
                     seen: seen.unwrap_or_default(),
                     nodes,
@@ -109,7 +152,7 @@ pub fn discover(files: &FileSet, path: &Path) -> Result<(Discovered, Option<Vec<
             .flat_map(|k| kinds[*k].notes.iter().cloned())
             .collect(),
     };
-    let bytes = (fresh && trusted)
+    learnt.loadcache = (fresh && trusted)
         .then(|| {
             serde_json::to_vec(&LoadCache {
                 format: FORMAT,
@@ -122,5 +165,8 @@ pub fn discover(files: &FileSet, path: &Path) -> Result<(Discovered, Option<Vec<
             .ok()
         })
         .flatten();
-    Ok((discovered, bytes))
+    if learnt.loadcache.is_none() {
+        learnt.facts.clear();
+    }
+    Ok((discovered, learnt))
 }

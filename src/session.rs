@@ -54,8 +54,8 @@ pub struct Session {
     next_stat: StatCache,
     /// Whether the stat cache learnt something (a file hashed, a file added or gone).
     stat_dirty: bool,
-    /// A new load cache to save, when loading ran.
-    load_cache: Option<Vec<u8>>,
+    /// What loading learnt, to save.
+    learnt: crate::loadcache::Learnt,
 }
 
 impl Session {
@@ -69,9 +69,10 @@ impl Session {
     pub fn open_at(opts: &Options, root: PathBuf) -> Result<Session, Error> {
         set_root(&root);
         let files = Arc::new(FileSet::new(&root)?);
-        let state = State::load(&state_path(&root))?;
-        let (discovered, load_cache) =
-            crate::loadcache::discover(&files, &hl_dir(&root).join("loadcache"))?;
+        let state = phase("state", || State::load(&state_path(&root)))?;
+        let (discovered, learnt) = phase("discover", || {
+            crate::loadcache::discover(&files, &hl_dir(&root))
+        })?;
         // Recorded but gone from the repo: their deletion needs its runway too.
         let present: std::collections::HashSet<&hl_engine::Address> =
             discovered.nodes.iter().map(|n| &n.address).collect();
@@ -89,22 +90,25 @@ impl Session {
                 origin: Origin::file(RepoPath::new(".hl/state.json").expect("a valid path")),
             })
             .collect();
-        let lab = hl_rules::finish(&files, discovered, &removed)?;
+        let lab = phase("finish", || hl_rules::finish(&files, discovered, &removed))?;
         hl_rules::check::environment_guard(&lab.topology, std::env::var("HL_ENV").ok().as_deref())?;
         for note in &lab.notes {
             eprintln!("note: {note}");
         }
-        let graph = Graph::build(lab.nodes.clone())?;
+        let graph = phase("graph", || Graph::build(lab.nodes.clone()))?;
         let registry = hl_rules::registry();
         let caches = Caches::open(&cache_dir(opts))?;
-        let stat = StatCache::load(&hl_dir(&root).join("statcache"));
-        let (eval, next_stat) =
-            evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)?;
-        let plan = plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)?;
+        let stat = phase("statcache", || StatCache::load(&hl_dir(&root).join("statcache")));
+        let (eval, next_stat) = phase("evaluate", || {
+            evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)
+        })?;
+        let plan = phase("plan", || {
+            plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)
+        })?;
         let stat_dirty = files.stats.snapshot().files_hashed > 0 || !next_stat.same_entries(&stat);
         Ok(Session {
             stat_dirty,
-            load_cache,
+            learnt,
             root,
             files,
             lab,
@@ -121,8 +125,16 @@ impl Session {
     /// Saves what this run learnt about file hashes, when it learnt anything. Commands call
     /// it once their own checks of the request passed, so a refused command writes nothing.
     pub fn save_stat_cache(&self) -> Result<(), Error> {
-        if let Some(bytes) = &self.load_cache {
+        if let Some(bytes) = &self.learnt.loadcache {
             ensure_hl_dir(&self.root)?;
+            // Facts first: a load cache is never newer than the facts it was loaded with.
+            for (kind, facts) in &self.learnt.facts {
+                let path = crate::loadcache::facts_path(&hl_dir(&self.root), kind);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+                }
+                hl_cache::write_cached(&path, facts)?;
+            }
             hl_cache::write_cached(&hl_dir(&self.root).join("loadcache"), bytes)?;
         }
         if !self.stat_dirty {
@@ -182,6 +194,17 @@ impl Session {
             }),
         ))
     }
+}
+
+/// Runs one phase of a session inside a span, so `HL_LOG=hl=info` prints where the time went.
+pub fn phase<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let out = {
+        let _span = tracing::info_span!("phase", name).entered();
+        f()
+    };
+    tracing::info!(phase = name, ms = start.elapsed().as_secs_f64() * 1e3, "done");
+    out
 }
 
 /// Finds the homelab root from `-C` or the current directory.

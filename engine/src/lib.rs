@@ -40,7 +40,7 @@ pub use address::{Address, Layer};
 pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Output};
 pub use error::{Class, Error};
 pub use evaluate::{Caches, Evaluated, Evaluation, Registry};
-pub use files::{Entry, FileSet, Kind, RepoPath, Seen, Source, Stats, StatsSnapshot};
+pub use files::{Entry, Fact, Facts, FileSet, Kind, RepoPath, Seen, Source, Stats, StatsSnapshot};
 pub use graph::Graph;
 pub use node::{
     ApplyCtx, Artifact, Edge, EdgeKind, Node, Observed, Origin, RealizeCtx, Requirement, Rule,

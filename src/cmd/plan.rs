@@ -54,7 +54,7 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         super::refresh::apply_drift(&mut session)?;
     }
     let plan = session.selected_plan(&args.select.selector()?)?;
-    session.save_stat_cache()?;
+    crate::session::phase("save", || session.save_stat_cache())?;
     if let Some(out) = &args.out {
         crate::saved::SavedPlan::of(&plan, &session.root).save(out)?;
         eprintln!(

@@ -2,6 +2,7 @@
 //! git's objects. Each file is read at most once per run and hashed at most once; loaders, the
 //! hasher and realize all go through here, so a plan of a revision never touches the work tree.
 
+mod facts;
 mod git;
 mod worktree;
 
@@ -19,6 +20,7 @@ use crate::error::Error;
 pub use crate::repopath::RepoPath;
 use crate::statcache::{StatCache, StatKey};
 
+pub use facts::{Fact, Facts};
 pub use git::{GitRepo, GitTree};
 pub use worktree::Worktree;
 
@@ -151,6 +153,8 @@ pub struct FileSet {
     /// Regular files already statted this run (by [`FileSet::still`]), so hashing does not stat
     /// them again.
     statted: Mutex<HashMap<RepoPath, StatKey>>,
+    /// Facts derived from single files, from earlier runs and this one.
+    facts: Mutex<facts::Memory>,
     /// What this run did.
     pub stats: Stats,
 }
@@ -170,6 +174,7 @@ impl FileSet {
             identities: HashMap::new(),
             watched: Mutex::new(None),
             statted: Mutex::default(),
+            facts: Mutex::default(),
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i128),

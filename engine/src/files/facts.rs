@@ -1,0 +1,95 @@
+//! Facts: what a loader derived from one file's bytes, remembered across runs next to the
+//! file's metadata. When one file of a large tree changes, the loader that read the tree runs
+//! again, but only the changed file is read and parsed: every other file's facts come back
+//! from the last run, as long as its metadata is what it was then. That is what makes the cost
+//! of a plan follow the change instead of the size of the tree.
+//!
+//! A derivation must depend on the file's bytes alone (it is given nothing else), and its facts
+//! should be small: the facts of a whole tree are read back whenever its loader runs again.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{FileSet, Seen};
+use crate::error::Error;
+use crate::repopath::RepoPath;
+
+/// One remembered derivation: the file's metadata when it was derived, and the facts (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fact {
+    seen: Seen,
+    value: Vec<u8>,
+}
+
+/// Facts by (derivation tag, file).
+pub type Facts = HashMap<(String, RepoPath), Fact>;
+
+/// The facts a run may reuse, and the ones it used or derived.
+#[derive(Debug, Default)]
+pub(super) struct Memory {
+    known: Facts,
+    used: Facts,
+}
+
+impl FileSet {
+    /// Offers facts from an earlier run; [`FileSet::derive`] reuses those whose file is as it
+    /// was then.
+    pub fn remember(&self, facts: Facts) {
+        self.facts.lock().expect("no panics hold this lock").known = facts;
+    }
+
+    /// Takes the facts used or derived since [`FileSet::remember`] (or the start): the ones to
+    /// keep for the next run.
+    pub fn take_facts(&self) -> Facts {
+        let mut m = self.facts.lock().expect("no panics hold this lock");
+        m.known.clear();
+        std::mem::take(&mut m.used)
+    }
+
+    /// What `derive` makes of the bytes of `p`, from an earlier run when `p` is as it was then
+    /// (the file is then neither read nor parsed). `tag` names the derivation and its version:
+    /// change it when the derivation changes. An error is never remembered.
+    pub fn derive<T: Serialize + DeserializeOwned>(
+        &self,
+        tag: &str,
+        p: &RepoPath,
+        derive: impl FnOnce(&[u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.note(p);
+        let seen = self.source.seen(p);
+        let key = (tag.to_string(), p.clone());
+        if let Some(seen) = &seen {
+            let hit = {
+                let m = self.facts.lock().expect("no panics hold this lock");
+                m.known
+                    .get(&key)
+                    .filter(|f| f.seen == *seen)
+                    .and_then(|f| Some((serde_json::from_slice::<T>(&f.value).ok()?, f.clone())))
+            };
+            if let Some((value, fact)) = hit {
+                self.facts
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .used
+                    .insert(key, fact);
+                return Ok(value);
+            }
+        }
+        let bytes = self.read(p)?;
+        let value = derive(&bytes)?;
+        // Only a file that cannot still be changing within this clock tick is remembered (as
+        // with racy git index entries), and only where the source can tell it changed.
+        if let Some(seen) = seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.mtime_ns() < self.started)) {
+            if let Ok(json) = serde_json::to_vec(&value) {
+                self.facts
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .used
+                    .insert(key, Fact { seen, value: json });
+            }
+        }
+        Ok(value)
+    }
+}
