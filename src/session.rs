@@ -69,10 +69,26 @@ impl Session {
     pub fn open_at(opts: &Options, root: PathBuf) -> Result<Session, Error> {
         set_root(&root);
         let files = Arc::new(FileSet::new(&root)?);
-        let state = phase("state", || State::load(&state_path(&root)))?;
-        let (discovered, learnt) = phase("discover", || {
-            crate::loadcache::discover(&files, &hl_dir(&root))
-        })?;
+        // The state and the stat cache are parsed while the loaders' view is checked: neither
+        // depends on the other, and each is mostly one thread's work.
+        let (state, stat, found) = std::thread::scope(|s| {
+            let state = s.spawn(|| phase("state", || State::load(&state_path(&root))));
+            let stat = s.spawn(|| {
+                phase("statcache", || {
+                    StatCache::load(&hl_dir(&root).join("statcache"))
+                })
+            });
+            let found = phase("discover", || {
+                crate::loadcache::discover(&files, &hl_dir(&root))
+            });
+            (
+                state.join().expect("loading the state does not panic"),
+                stat.join().expect("loading the stat cache does not panic"),
+                found,
+            )
+        });
+        let state = state?;
+        let (discovered, learnt) = found?;
         // Recorded but gone from the repo: their deletion needs its runway too.
         let present: std::collections::HashSet<&hl_engine::Address> =
             discovered.nodes.iter().map(|n| &n.address).collect();
@@ -98,7 +114,6 @@ impl Session {
         let graph = phase("graph", || Graph::build(lab.nodes.clone()))?;
         let registry = hl_rules::registry();
         let caches = Caches::open(&cache_dir(opts))?;
-        let stat = phase("statcache", || StatCache::load(&hl_dir(&root).join("statcache")));
         let (eval, next_stat) = phase("evaluate", || {
             evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)
         })?;
@@ -203,7 +218,11 @@ pub fn phase<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
         let _span = tracing::info_span!("phase", name).entered();
         f()
     };
-    tracing::info!(phase = name, ms = start.elapsed().as_secs_f64() * 1e3, "done");
+    tracing::info!(
+        phase = name,
+        ms = start.elapsed().as_secs_f64() * 1e3,
+        "done"
+    );
     out
 }
 

@@ -81,7 +81,9 @@ impl FileSet {
         let value = derive(&bytes)?;
         // Only a file that cannot still be changing within this clock tick is remembered (as
         // with racy git index entries), and only where the source can tell it changed.
-        if let Some(seen) = seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.mtime_ns() < self.started)) {
+        if let Some(seen) =
+            seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.mtime_ns() < self.started))
+        {
             if let Ok(json) = serde_json::to_vec(&value) {
                 self.facts
                     .lock()
@@ -91,5 +93,59 @@ impl FileSet {
             }
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(files: &FileSet) -> u64 {
+        files.stats.snapshot().files_read
+    }
+
+    fn lines(files: &FileSet, p: &RepoPath) -> usize {
+        files
+            .derive("test.lines.v1", p, |b| Ok(b.split(|c| *c == b'\n').count()))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_read_again_and_an_edited_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "1\n2\n").unwrap();
+        std::fs::write(dir.path().join("b"), "1\n").unwrap();
+        let (a, b) = (RepoPath::new("a").unwrap(), RepoPath::new("b").unwrap());
+
+        let first = FileSet::new(dir.path()).unwrap();
+        assert_eq!((lines(&first, &a), lines(&first, &b)), (3, 2));
+        assert_eq!(count(&first), 2);
+        let facts = first.take_facts();
+        assert_eq!(facts.len(), 2);
+
+        let second = FileSet::new(dir.path()).unwrap();
+        second.remember(facts);
+        assert_eq!((lines(&second, &a), lines(&second, &b)), (3, 2));
+        assert_eq!(count(&second), 0, "both came back from the first run");
+        let facts = second.take_facts();
+
+        std::fs::write(dir.path().join("b"), "1\n2\n3\n").unwrap();
+        let third = FileSet::new(dir.path()).unwrap();
+        third.remember(facts);
+        assert_eq!((lines(&third, &a), lines(&third, &b)), (3, 4));
+        assert_eq!(count(&third), 1, "only the edited file was read");
+    }
+
+    #[test]
+    fn another_derivation_of_the_same_file_is_not_confused_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "abc").unwrap();
+        let a = RepoPath::new("a").unwrap();
+        let first = FileSet::new(dir.path()).unwrap();
+        lines(&first, &a);
+        let second = FileSet::new(dir.path()).unwrap();
+        second.remember(first.take_facts());
+        let len: usize = second.derive("test.len.v1", &a, |b| Ok(b.len())).unwrap();
+        assert_eq!(len, 3);
     }
 }

@@ -213,11 +213,49 @@ impl FileSet {
             .map(|p| self.source.seen(p).map(|s| (p.clone(), s)))
             .collect();
         let seen: Option<Vec<(RepoPath, Seen)>> = seen.into_iter().collect();
-        let seen = seen?;
+        let seen = self.absent_as_parents(seen?);
         let racy = seen
             .iter()
             .any(|(_, s)| s.key.is_some_and(|k| k.mtime_ns() >= self.started));
         (!racy).then_some(seen)
+    }
+
+    /// Stands for each absent path by its nearest present ancestor folder: a path cannot
+    /// appear without that folder's entries, and so its metadata, changing. Loaders probe many
+    /// alternative names that are not there (`compose.yaml` or `docker-compose.yml`, an
+    /// override per host); recorded as themselves they would be most of a no-op's stats.
+    fn absent_as_parents(&self, seen: Vec<(RepoPath, Seen)>) -> Vec<(RepoPath, Seen)> {
+        let mut out: std::collections::BTreeMap<RepoPath, Seen> = std::collections::BTreeMap::new();
+        let mut absent = Vec::new();
+        for (p, s) in seen {
+            if s.kind == 0 {
+                absent.push(p);
+            } else {
+                out.insert(p, s);
+            }
+        }
+        for p in absent {
+            let mut dir = p;
+            loop {
+                if dir.as_str().is_empty() {
+                    break;
+                }
+                dir = dir.parent();
+                if out.contains_key(&dir) {
+                    break;
+                }
+                match self.source.seen(&dir) {
+                    Some(s) if s.kind != 0 => {
+                        out.insert(dir, s);
+                        break;
+                    }
+                    Some(_) => {}
+                    // A source that cannot tell: keep the walk going to the root, recorded.
+                    None => break,
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// Whether everything a loader saw is still so (checked in parallel).
