@@ -37,7 +37,7 @@ pub struct Session {
     pub root: PathBuf,
     /// Its files.
     pub files: Arc<FileSet>,
-    /// The homelab.
+    /// The homelab (its nodes moved into [`Session::graph`]).
     pub lab: Homelab,
     /// The graph.
     pub graph: Graph,
@@ -96,22 +96,24 @@ impl Session {
             .nodes
             .iter()
             .filter(|(a, _)| !present.contains(a))
-            .map(|(a, r)| Node {
-                address: a.clone(),
-                layer: r.layer,
-                params: r.params.clone(),
-                files: Vec::new(),
-                edges: Vec::new(),
-                labels: r.labels.clone(),
-                origin: Origin::file(RepoPath::new(".hl/state.json").expect("a valid path")),
+            .map(|(a, r)| {
+                Ok(Node {
+                    address: a.clone(),
+                    layer: r.layer,
+                    params: r.params.get()?.clone(),
+                    files: Vec::new(),
+                    edges: Vec::new(),
+                    labels: r.labels.clone(),
+                    origin: Origin::file(RepoPath::new(".hl/state.json").expect("a valid path")),
+                })
             })
-            .collect();
-        let lab = phase("finish", || hl_rules::finish(&files, discovered, &removed))?;
+            .collect::<Result<_, Error>>()?;
+        let mut lab = phase("finish", || hl_rules::finish(&files, discovered, &removed))?;
         hl_rules::check::environment_guard(&lab.topology, std::env::var("HL_ENV").ok().as_deref())?;
         for note in &lab.notes {
             eprintln!("note: {note}");
         }
-        let graph = phase("graph", || Graph::build(lab.nodes.clone()))?;
+        let graph = phase("graph", || Graph::build(std::mem::take(&mut lab.nodes)))?;
         let registry = hl_rules::registry();
         let caches = Caches::open(&cache_dir(opts))?;
         let (eval, next_stat) = phase("evaluate", || {

@@ -67,3 +67,40 @@ fn an_override_appearing_in_an_existing_folder_is_planned() {
     let (code, plan) = lab.plan_json(&[]);
     assert_eq!(code, 0, "{plan}");
 }
+
+/// A record of the state is parsed in full only when its node changed: a hand-broken input
+/// list is a clear error then (naming the file and the way out), and nothing is written.
+#[test]
+fn a_broken_state_record_is_a_clear_error_when_its_node_changes() {
+    let lab = Lab::adopted();
+    let path = lab.path(".hl/state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let rec = &mut state["nodes"]["compose:mosquitto@CHELSTY-INFRA"];
+    assert!(
+        rec.is_object(),
+        "the sample places mosquitto on CHELSTY-INFRA"
+    );
+    rec["files"] = serde_json::json!({"../outside": "not a digest"});
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+
+    let (code, _) = lab.plan_json(&[]);
+    assert_eq!(code, 0, "a no-op does not read the broken part");
+
+    lab.edit("services/mosquitto/mosquitto.conf", |t| {
+        format!("{t}max_connections 200\n")
+    });
+    let hl_dir = |lab: &Lab| {
+        let mut w = lab.written();
+        w.retain(|p, _| p.starts_with(lab.path(".hl")));
+        w
+    };
+    let before = hl_dir(&lab);
+    let run = lab.hl(&["plan"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("broken record") && run.stderr.contains("hl state adopt"),
+        "{}",
+        run.stderr
+    );
+    assert!(hl_dir(&lab) == before, "a refused plan wrote to .hl/");
+}

@@ -20,7 +20,7 @@ use crate::files::{FileSet, RepoPath};
 use crate::graph::Graph;
 use crate::node::Node;
 use crate::statcache::StatCache;
-use crate::state::{Record, State, STATE_FORMAT};
+use crate::state::{Lazy, Record, State, STATE_FORMAT};
 
 /// One side of a comparison.
 pub struct Side<'a> {
@@ -167,8 +167,8 @@ pub fn state_of(base: &Graph, eval: &Evaluation, registry: &Registry) -> Result<
                 input: ev.input,
                 output: ev.output,
                 built: ev.built,
-                params: n.params.clone(),
-                files: ev.files.clone(),
+                params: Lazy::new(n.params.clone()),
+                files: Lazy::new(ev.files.clone()),
                 inputs: ev.inputs.clone(),
                 labels: n.labels.clone(),
                 via: "base".into(),

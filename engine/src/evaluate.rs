@@ -4,10 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
-use serde_json::Value;
 
 use crate::address::Address;
-use crate::digest::{canonical_json, Content, Digest, Input, Output};
+use crate::digest::{write_canonical, write_json_str, Content, Digest, Input, Output};
 use crate::error::Error;
 use crate::files::{FileSet, RepoPath, Stats};
 use crate::graph::Graph;
@@ -121,28 +120,38 @@ pub fn input_digest(
     inputs: &BTreeMap<Address, Digest<Output>>,
 ) -> Digest<Input> {
     // The canonical JSON of {files, inputs, kind, params, version} (keys in sorted order),
-    // written straight into the hasher: the same bytes as `canonical_json` of that document,
-    // without building it (a large homelab hashes tens of thousands of file entries).
-    let q = |s: &str| Value::String(s.to_string()).to_string();
-    let mut h = blake3::Hasher::new();
-    h.update(b"{\"files\":[");
+    // written into one buffer: the same bytes as `canonical_json` of that document, without
+    // building it (a large homelab hashes tens of thousands of file entries).
+    let mut b: Vec<u8> = Vec::with_capacity(256 + files.len() * 160);
+    b.extend_from_slice(b"{\"files\":[");
     for (i, (p, d)) in files.iter().enumerate() {
         if i > 0 {
-            h.update(b",");
+            b.push(b',');
         }
-        h.update(format!("[{},\"{}\"]", q(p.as_str()), d.hex()).as_bytes());
+        b.push(b'[');
+        write_json_str(p.as_str(), &mut b);
+        b.extend_from_slice(b",\"");
+        b.extend_from_slice(d.hex().as_bytes());
+        b.extend_from_slice(b"\"]");
     }
-    h.update(b"],\"inputs\":[");
+    b.extend_from_slice(b"],\"inputs\":[");
     for (i, (a, d)) in inputs.iter().enumerate() {
         if i > 0 {
-            h.update(b",");
+            b.push(b',');
         }
-        h.update(format!("[{},\"{}\"]", q(&a.to_string()), d.hex()).as_bytes());
+        b.push(b'[');
+        write_json_str(&a.to_string(), &mut b);
+        b.extend_from_slice(b",\"");
+        b.extend_from_slice(d.hex().as_bytes());
+        b.extend_from_slice(b"\"]");
     }
-    h.update(format!("],\"kind\":{},\"params\":", q(rule.kind())).as_bytes());
-    h.update(canonical_json(&node.params).as_bytes());
-    h.update(format!(",\"version\":{}}}", rule.version()).as_bytes());
-    Digest::from_bytes(*h.finalize().as_bytes())
+    b.extend_from_slice(b"],\"kind\":");
+    write_json_str(rule.kind(), &mut b);
+    b.extend_from_slice(b",\"params\":");
+    write_canonical(&node.params, &mut b);
+    b.extend_from_slice(format!(",\"version\":{}}}", rule.version()).as_bytes());
+    let h = blake3::hash(&b);
+    Digest::from_bytes(*h.as_bytes())
 }
 
 /// The stand-in output of an expensive node that has not been built: input-addressed.
@@ -296,8 +305,9 @@ pub(crate) fn produce(
 mod tests {
     use super::*;
     use crate::address::Layer;
+    use crate::digest::canonical_json;
     use crate::node::Origin;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     struct R;
     impl Rule for R {

@@ -2,6 +2,7 @@
 //! duplicate addresses, unknown dependencies (with a did-you-mean), layer inversions and cycles
 //! (printed), before anything is hashed or written.
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap};
 
 use petgraph::algo::tarjan_scc;
@@ -17,7 +18,7 @@ use crate::node::{Edge, EdgeKind, Node};
 #[derive(Debug)]
 pub struct Graph {
     graph: DiGraph<Node, EdgeKind>,
-    index: HashMap<Address, NodeIndex>,
+    index: FxHashMap<Address, NodeIndex>,
 }
 
 impl Graph {
@@ -25,7 +26,8 @@ impl Graph {
     pub fn build(nodes: Vec<Node>) -> Result<Graph, Error> {
         let mut graph: DiGraph<Node, EdgeKind> =
             DiGraph::with_capacity(nodes.len(), nodes.len() * 2);
-        let mut index: HashMap<Address, NodeIndex> = HashMap::with_capacity(nodes.len());
+        let mut index: FxHashMap<Address, NodeIndex> =
+            FxHashMap::with_capacity_and_hasher(nodes.len(), Default::default());
         for mut node in nodes {
             if let Some(&first) = index.get(&node.address) {
                 return Err(Error::Duplicate {

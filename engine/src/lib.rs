@@ -49,5 +49,5 @@ pub use plan::{Action, Cause, Plan, Step};
 pub use scheduler::{FailureKind, JobError};
 pub use select::Selector;
 pub use statcache::StatCache;
-pub use state::{Record, State};
+pub use state::{Lazy, Record, State};
 pub use transport::Transport;

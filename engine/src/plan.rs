@@ -246,7 +246,7 @@ pub fn compute(
                 }
                 Some(rec) if rec.input == ev.input => {}
                 Some(rec) => {
-                    step.causes = diff(rec, rule.version(), &node.params, ev);
+                    step.causes = diff(rec, rule.version(), &node.params, ev)?;
                     if rec.via == "rollback" {
                         step.causes.push(Cause::Drift {
                             what: "rolled back by `hl rollback`; the repo wants the newer release"
@@ -370,18 +370,24 @@ fn forces_replacement(rule: &dyn crate::node::Rule, causes: &[Cause]) -> Option<
 }
 
 /// The causes of a change: rule version, parameters, files and input edges, old against new.
-fn diff(rec: &Record, version: u32, params: &Value, ev: &crate::evaluate::Evaluated) -> Vec<Cause> {
+fn diff(
+    rec: &Record,
+    version: u32,
+    params: &Value,
+    ev: &crate::evaluate::Evaluated,
+) -> Result<Vec<Cause>, Error> {
     let mut causes = Vec::new();
+    let (old_params, old_files) = (rec.params.get()?, rec.files.get()?);
     if rec.rule_version != version {
         causes.push(Cause::RuleVersion {
             old: rec.rule_version,
             new: version,
         });
     }
-    diff_values("", Some(&rec.params), Some(params), &mut causes);
-    let paths: BTreeSet<&RepoPath> = rec.files.keys().chain(ev.files.keys()).collect();
+    diff_values("", Some(old_params), Some(params), &mut causes);
+    let paths: BTreeSet<&RepoPath> = old_files.keys().chain(ev.files.keys()).collect();
     for p in paths {
-        let (old, new) = (rec.files.get(p).copied(), ev.files.get(p).copied());
+        let (old, new) = (old_files.get(p).copied(), ev.files.get(p).copied());
         if old != new {
             let change = match (old, new) {
                 (None, _) => FileChange::Added,
@@ -407,7 +413,7 @@ fn diff(rec: &Record, version: u32, params: &Value, ev: &crate::evaluate::Evalua
             });
         }
     }
-    causes
+    Ok(causes)
 }
 
 fn diff_values(key: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Cause>) {

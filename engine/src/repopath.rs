@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::path::{Component, Path};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A path inside the repo: relative, `/`-separated, normalised, never escaping the root.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct RepoPath(String);
+/// Shared, not copied, when cloned: a large homelab's paths are held by the load cache, the
+/// graph, the stat cache and every node's evaluation at once.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RepoPath(Arc<str>);
 
 impl RepoPath {
     /// Checks and normalises a repo-relative path (`a/./b` -> `a/b`); refuses absolute paths
@@ -21,14 +23,14 @@ impl RepoPath {
             && !s.contains('\\')
             && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
         if normal {
-            return Ok(RepoPath(s.to_string()));
+            return Ok(RepoPath(s.into()));
         }
         Self::root().join(s)
     }
 
     /// The repo root itself (the empty path).
     pub fn root() -> RepoPath {
-        RepoPath(String::new())
+        RepoPath("".into())
     }
 
     /// Resolves `reference` (as written in a file in this folder) against this path.
@@ -55,7 +57,7 @@ impl RepoPath {
                 _ => return Err(format!("`{reference}` is not a relative path")),
             }
         }
-        Ok(RepoPath(parts.join("/")))
+        Ok(RepoPath(parts.join("/").into()))
     }
 
     /// The path as written, `/`-separated.
@@ -66,7 +68,7 @@ impl RepoPath {
     /// The folder holding this path.
     pub fn parent(&self) -> RepoPath {
         match self.0.rsplit_once('/') {
-            Some((p, _)) => RepoPath(p.to_string()),
+            Some((p, _)) => RepoPath(p.into()),
             None => RepoPath::root(),
         }
     }
@@ -78,7 +80,11 @@ impl RepoPath {
 
     /// Whether `self` is `dir` or lies below it.
     pub fn starts_with(&self, dir: &RepoPath) -> bool {
-        dir.0.is_empty() || self.0 == dir.0 || self.0.starts_with(&format!("{}/", dir.0))
+        dir.0.is_empty()
+            || self
+                .0
+                .strip_prefix(&*dir.0)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 }
 
@@ -97,7 +103,29 @@ impl TryFrom<String> for RepoPath {
 
 impl From<RepoPath> for String {
     fn from(p: RepoPath) -> String {
-        p.0
+        p.0.to_string()
+    }
+}
+
+impl Serialize for RepoPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RepoPath;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a repo path")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RepoPath, E> {
+                RepoPath::new(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

@@ -5,7 +5,7 @@
 //! again without its mtime moving. As git does, an entry whose mtime is not older than the start
 //! of the run that wrote it is not trusted, and the file is hashed again.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -66,7 +66,7 @@ pub struct StatCache {
     written_at: i128,
     /// When this run started: saved as the next run's `written_at`.
     started_at: i128,
-    entries: HashMap<RepoPath, (StatKey, Digest<Content>)>,
+    entries: FxHashMap<RepoPath, (StatKey, Digest<Content>)>,
 }
 
 fn now_ns() -> i128 {
@@ -96,7 +96,7 @@ impl StatCache {
         StatCache {
             written_at: other.written_at,
             started_at: other.started_at,
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
         }
     }
 
@@ -181,7 +181,7 @@ impl StatCache {
         }
         let written_at = r.i128()?;
         let n = r.u64()? as usize;
-        let mut entries = HashMap::with_capacity(n.min(1 << 20));
+        let mut entries = FxHashMap::with_capacity_and_hasher(n.min(1 << 20), Default::default());
         for _ in 0..n {
             let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
             let path = RepoPath::new(std::str::from_utf8(r.take(len)?).ok()?).ok()?;
@@ -219,7 +219,7 @@ mod tests {
         let mut racy = StatCache {
             written_at: 0,
             started_at: key.mtime_ns,
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
         };
         racy.insert(p.clone(), key, d);
         let path = dir.path().join("stat");

@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::address::{Address, Layer};
@@ -33,9 +36,9 @@ pub struct Record {
     #[serde(default = "yes")]
     pub built: bool,
     /// The parameters applied.
-    pub params: Value,
+    pub params: Lazy<Value>,
     /// Input files and their content digests.
-    pub files: BTreeMap<RepoPath, Digest<Content>>,
+    pub files: Lazy<BTreeMap<RepoPath, Digest<Content>>>,
     /// Input edges and their output digests.
     pub inputs: BTreeMap<Address, Digest<Output>>,
     /// Selection labels (host, tags), so a deleted node can still be selected.
@@ -47,6 +50,72 @@ pub struct Record {
 
 fn yes() -> bool {
     true
+}
+
+/// A part of a record read from the state file but parsed only when used. A plan compares
+/// every record's digests, but reads the parameters and input files of changed nodes alone,
+/// and on a large homelab those are most of the file (a no-op plan parsed them all, 15 MB).
+#[derive(Debug, Clone)]
+pub struct Lazy<T> {
+    raw: Option<Box<RawValue>>,
+    value: OnceLock<Result<T, String>>,
+}
+
+impl<T> Lazy<T> {
+    /// A part known already.
+    pub fn new(value: T) -> Lazy<T> {
+        Lazy {
+            raw: None,
+            value: OnceLock::from(Ok(value)),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Lazy<T> {
+    /// The part, parsed on first use; an error when the state file holds something else there.
+    pub fn get(&self) -> Result<&T, Error> {
+        let parsed = self.value.get_or_init(|| match &self.raw {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string()),
+            None => Err("missing".into()),
+        });
+        parsed.as_ref().map_err(|e| Error::Environment {
+            message: format!("the hl state file has a broken record: {e}"),
+            help: Some(
+                "restore .hl/state.json from a backup, or remove it and run `hl state adopt`"
+                    .into(),
+            ),
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for Lazy<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.value.get(), &self.raw) {
+            (Some(Ok(v)), _) => v.serialize(s),
+            (_, Some(raw)) => raw.serialize(s),
+            _ => Err(serde::ser::Error::custom(
+                "a record part that is neither parsed nor read",
+            )),
+        }
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Lazy<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Lazy {
+            raw: Some(Box::<RawValue>::deserialize(d)?),
+            value: OnceLock::new(),
+        })
+    }
+}
+
+impl<T: DeserializeOwned + PartialEq> PartialEq for Lazy<T> {
+    fn eq(&self, other: &Lazy<T>) -> bool {
+        match (self.get(), other.get()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => self.raw.as_ref().map(|r| r.get()) == other.raw.as_ref().map(|r| r.get()),
+        }
+    }
 }
 
 /// The whole state file.
@@ -206,8 +275,8 @@ mod tests {
             input: Digest::from_bytes([n; 32]),
             output: Digest::from_bytes([n; 32]),
             built: true,
-            params: Value::Null,
-            files: BTreeMap::new(),
+            params: Lazy::new(Value::Null),
+            files: Lazy::new(BTreeMap::new()),
             inputs: BTreeMap::new(),
             labels: BTreeSet::new(),
             via: "apply".into(),

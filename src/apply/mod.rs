@@ -15,7 +15,7 @@ use hl_engine::evaluate::input_digest;
 use hl_engine::scheduler::{Job, JobCtx};
 use hl_engine::{
     Action, Address, ApplyCtx, Artifact, Caches, Digest, EdgeKind, Evaluation, FileSet, Graph,
-    JobError, Node, Origin, Output, RealizeCtx, Record, Registry, RepoPath, Step, Transport,
+    JobError, Lazy, Node, Origin, Output, RealizeCtx, Record, Registry, RepoPath, Step, Transport,
 };
 
 /// Everything the jobs of one apply share.
@@ -58,7 +58,7 @@ impl Env {
         Some(Node {
             address: addr.clone(),
             layer: rec.layer,
-            params: rec.params.clone(),
+            params: rec.params.get().ok()?.clone(),
             files: Vec::new(),
             edges: Vec::new(),
             labels: rec.labels.clone(),
@@ -203,8 +203,8 @@ impl Env {
             input,
             output,
             built: true,
-            params: node.params.clone(),
-            files: ev.files.clone(),
+            params: Lazy::new(node.params.clone()),
+            files: Lazy::new(ev.files.clone()),
             inputs,
             labels: node.labels.clone(),
             via: "apply".into(),

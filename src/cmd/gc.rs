@@ -41,7 +41,7 @@ pub fn run(opts: &Options, args: GcArgs) -> Result<u8, Error> {
     let mut keep_ac: HashSet<Hash> = HashSet::new();
     for r in s.state.nodes.values() {
         keep_artifact(&s, &r.output, &mut keep)?;
-        keep.extend(r.files.values().map(|d| *d.bytes()));
+        keep.extend(r.files.get()?.values().map(|d| *d.bytes()));
         keep_ac.insert(*r.input.bytes());
     }
     for ev in s.eval.values() {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
-use hl_engine::{Error, Record};
+use hl_engine::{Error, Lazy, Record};
 
 use crate::session::{ensure_hl_dir, state_path, Options, Session};
 
@@ -74,8 +74,8 @@ fn adopt(s: &Session, args: AdoptArgs) -> Result<u8, Error> {
             input: ev.input,
             output: ev.output,
             built: ev.built,
-            params: node.params.clone(),
-            files: ev.files.clone(),
+            params: Lazy::new(node.params.clone()),
+            files: Lazy::new(ev.files.clone()),
             inputs: ev.inputs.clone(),
             labels: node.labels.clone(),
             via: "adopt".into(),

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Content, Digest};
@@ -141,8 +142,9 @@ pub struct StatsSnapshot {
 #[derive(Debug)]
 pub struct FileSet {
     source: Box<dyn Source>,
-    bytes: Mutex<HashMap<RepoPath, Arc<Vec<u8>>>>,
-    digests: Mutex<HashMap<RepoPath, Digest<Content>>>,
+    bytes: Mutex<FxHashMap<RepoPath, Arc<Vec<u8>>>>,
+    /// Filled once by [`FileSet::hash_all`], then read by every node's evaluation in parallel.
+    digests: std::sync::RwLock<FxHashMap<RepoPath, Digest<Content>>>,
     /// Paths whose content is known to be the git blob with this id: their digest is derived
     /// from the id, without reading or hashing the file.
     identities: HashMap<RepoPath, String>,
@@ -152,7 +154,7 @@ pub struct FileSet {
     started: i128,
     /// Regular files already statted this run (by [`FileSet::still`]), so hashing does not stat
     /// them again.
-    statted: Mutex<HashMap<RepoPath, StatKey>>,
+    statted: Mutex<FxHashMap<RepoPath, StatKey>>,
     /// Facts derived from single files, from earlier runs and this one.
     facts: Mutex<facts::Memory>,
     /// What this run did.
@@ -170,7 +172,7 @@ impl FileSet {
         FileSet {
             source,
             bytes: Mutex::default(),
-            digests: Mutex::default(),
+            digests: Default::default(),
             identities: HashMap::new(),
             watched: Mutex::new(None),
             statted: Mutex::default(),
@@ -434,7 +436,8 @@ impl FileSet {
             })
             .collect();
         let mut next = StatCache::fresh_like(cache);
-        let mut digests = self.digests.lock().expect("no panics hold this lock");
+        let mut digests = self.digests.write().expect("no panics hold this lock");
+        digests.reserve(results.len());
         for r in results {
             let (p, key, d) = r?;
             if let Some(key) = key {
@@ -448,7 +451,7 @@ impl FileSet {
     /// The content digest of a path hashed by [`FileSet::hash_all`].
     pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
         self.digests
-            .lock()
+            .read()
             .expect("no panics hold this lock")
             .get(p)
             .copied()
