@@ -58,6 +58,11 @@ enum Command {
     State(cmd::state::StateCommand),
 }
 
+/// mimalloc: a plan of a large homelab makes millions of small allocations (paths, records,
+/// nodes) and frees them all at exit; glibc's allocator spent a fifth of a no-op plan on them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
