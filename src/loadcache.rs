@@ -1,23 +1,35 @@
-//! The load cache: `.hl/loadcache` (MessagePack: a third smaller and faster to read than JSON), what the loaders found last time and every path whose
+//! The load cache: `.hl/loadcache`, what the loaders found last time and every path whose
 //! state they depended on (files read, paths probed, folders listed or walked, the .gitignore
 //! files that shaped the walks), kept per unit: the inventory, then each kind's loader. A unit
 //! whose paths are all as they were is not loaded again, so a no-op plan of a large homelab
 //! stats files and parses none (as ninja does with its manifest), and an edited Talos patch
 //! re-runs the Talos loader alone. The cache is tied to the hl binary that wrote it, since the
 //! loaders are code.
+//!
+//! MessagePack (a third smaller and faster to read than JSON). Each unit's nodes are a blob of
+//! their own: the blobs are decoded in parallel while the paths are statted, and a unit that
+//! did not change is written back as the bytes it was read as.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use hl_engine::{Error, Fact, Facts, FileSet, Node, RepoPath, Seen};
 use hl_rules::{Discovered, Topology};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Unit {
     seen: Vec<(RepoPath, Seen)>,
+    /// MessagePack of [`Body`].
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
     nodes: Vec<Node>,
     notes: Vec<String>,
 }
@@ -114,11 +126,35 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
             )
         }
     };
+    // Which units still hold, and their nodes decoded, side by side.
+    let (still, mut bodies): (BTreeMap<String, bool>, BTreeMap<String, Body>) = rayon::join(
+        || {
+            old_kinds
+                .iter()
+                .map(|(k, u)| (k.clone(), files.still(&u.seen)))
+                .collect()
+        },
+        || {
+            old_kinds
+                .par_iter()
+                .filter_map(|(k, u)| Some((k.clone(), rmp_serde::from_slice(&u.body).ok()?)))
+                .collect()
+        },
+    );
     let mut kinds = BTreeMap::new();
     let mut trusted = inventory.is_some();
+    let mut discovered = Discovered {
+        topology: topology.clone(),
+        topology_path: topology_path.clone(),
+        nodes: Vec::new(),
+        notes: Vec::new(),
+    };
+    // Units in load order, not the map's: the nodes' order must not depend on the cache.
     for kind in hl_rules::KINDS {
-        let unit = match old_kinds.remove(kind) {
-            Some(u) if files.still(&u.seen) => u,
+        let old = old_kinds.remove(kind);
+        let body = bodies.remove(kind);
+        let (unit, body) = match (old, body) {
+            (Some(u), Some(b)) if still.get(kind) == Some(&true) => (u, b),
             _ => {
                 fresh = true;
                 files.remember(old_facts(hl_dir, kind, &build));
@@ -133,28 +169,19 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
                 {
                     learnt.facts.push((kind.to_string(), bytes));
                 }
-                Unit {
+                let body = Body { nodes, notes };
+                let unit = Unit {
                     seen: seen.unwrap_or_default(),
-                    nodes,
-                    notes,
-                }
+                    body: rmp_serde::to_vec_named(&body)
+                        .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))?,
+                };
+                (unit, body)
             }
         };
+        discovered.nodes.extend(body.nodes);
+        discovered.notes.extend(body.notes);
         kinds.insert(kind.to_string(), unit);
     }
-    // Units in load order, not the map's: the nodes' order must not depend on the cache.
-    let discovered = Discovered {
-        topology: topology.clone(),
-        topology_path: topology_path.clone(),
-        nodes: hl_rules::KINDS
-            .iter()
-            .flat_map(|k| kinds[*k].nodes.iter().cloned())
-            .collect(),
-        notes: hl_rules::KINDS
-            .iter()
-            .flat_map(|k| kinds[*k].notes.iter().cloned())
-            .collect(),
-    };
     learnt.loadcache = (fresh && trusted)
         .then(|| {
             rmp_serde::to_vec_named(&LoadCache {
