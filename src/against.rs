@@ -102,6 +102,7 @@ pub fn compare(
         files_read: h.files_read + b.files_read,
         blobs_read: h.blobs_read + b.blobs_read,
         nodes_realized: h.nodes_realized + b.nodes_realized,
+        loaders_run: h.loaders_run + b.loaders_run,
     };
     Ok(Comparison {
         plan,

@@ -28,7 +28,7 @@ const OVERRIDE: &str = "hosts/SATURN/runtime/forgejo/docker-compose.override.yml
 const OVERRIDE_TEXT: &str =
     "services:\n  forgejo:\n    environment:\n      FORGEJO__server__DISABLE_SSH: \"true\"\n";
 
-/// A no-op plan with the load cache reads no file at all.
+/// A no-op plan with the load cache reads no file at all and runs no loader.
 #[test]
 fn noop_plan_reads_no_file() {
     let lab = Lab::adopted();
@@ -36,6 +36,29 @@ fn noop_plan_reads_no_file() {
     let (code, plan) = lab.plan_json(&["--stats"]);
     assert_eq!(code, 0);
     assert_eq!(stat(&plan, "files_read"), 0, "{}", plan["stats"]);
+    assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
+}
+
+/// Editing a bind-mounted config file changes what the service runs, not what the loaders
+/// found (they only asked whether it is a file): no loader runs, and that service alone is
+/// updated, after reading the file (hashing) and its release's inputs (realize).
+#[test]
+fn a_config_file_edit_runs_no_loader() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    lab.edit("services/mosquitto/mosquitto.conf", |t| {
+        format!("{t}max_connections 200\n")
+    });
+    let (code, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(updates(&plan), ["update compose:mosquitto@CHELSTY-INFRA"]);
+    assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
+    assert_eq!(stat(&plan, "files_hashed"), 1, "{}", plan["stats"]);
+    // A file turning into a folder is a change of kind: the compose loader runs again.
+    std::fs::remove_file(lab.path("services/mosquitto/mosquitto.conf")).unwrap();
+    std::fs::create_dir(lab.path("services/mosquitto/mosquitto.conf")).unwrap();
+    let (_, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(stat(&plan, "loaders_run"), 1, "{}", plan["stats"]);
 }
 
 /// A host override appearing where none was (two folders deep) is planned at once, though the

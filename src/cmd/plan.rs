@@ -19,7 +19,8 @@ pub struct PlanArgs {
     /// Print the plan as a pull-request comment (GitHub, Gitea and Forgejo markdown).
     #[arg(long)]
     markdown: bool,
-    /// Print the work done: files statted, hashed and read, git blobs read, nodes realized.
+    /// Print the work done: files statted, hashed and read, git blobs read, nodes realized,
+    /// loaders run.
     #[arg(long)]
     stats: bool,
     /// Compare against this git revision's desired state instead of the recorded state
@@ -95,8 +96,8 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
 
 fn print_stats(nodes: usize, s: StatsSnapshot) {
     eprintln!(
-        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized",
-        s.files_statted, s.files_hashed, s.files_read, s.blobs_read, s.nodes_realized
+        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized, {} loaders run",
+        s.files_statted, s.files_hashed, s.files_read, s.blobs_read, s.nodes_realized, s.loaders_run
     );
 }
 

@@ -85,8 +85,17 @@ pub trait Source: Send + Sync + fmt::Debug {
 pub struct Seen {
     /// 0 absent, 1 file, 2 folder, 3 symlink, 4 other.
     pub kind: u8,
-    /// Metadata, through symlinks.
+    /// Metadata, through symlinks; none for a file or folder whose kind alone was asked about.
     pub key: Option<StatKey>,
+}
+
+/// How much of a path a loader depended on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Its kind: file, folder, symlink, absent.
+    Kind,
+    /// Its content or entries too.
+    Content,
 }
 
 /// Counts of the work a run did, for `--stats` and for tests that assert a no-op does nothing.
@@ -103,6 +112,8 @@ pub struct Stats {
     pub blobs_read: AtomicU64,
     /// Nodes realized (action-cache misses).
     pub nodes_realized: AtomicU64,
+    /// Loaders run (units of the load cache that did not hold).
+    pub loaders_run: AtomicU64,
 }
 
 impl Stats {
@@ -119,6 +130,7 @@ impl Stats {
             files_read: self.files_read.load(Ordering::Relaxed),
             blobs_read: self.blobs_read.load(Ordering::Relaxed),
             nodes_realized: self.nodes_realized.load(Ordering::Relaxed),
+            loaders_run: self.loaders_run.load(Ordering::Relaxed),
         }
     }
 }
@@ -136,6 +148,8 @@ pub struct StatsSnapshot {
     pub blobs_read: u64,
     /// Nodes realized.
     pub nodes_realized: u64,
+    /// Loaders run: the inventory and each kind whose load cache did not hold.
+    pub loaders_run: u64,
 }
 
 /// The repo's files for one run: each read at most once, each hashed at most once.
@@ -148,8 +162,8 @@ pub struct FileSet {
     /// Paths whose content is known to be the git blob with this id: their digest is derived
     /// from the id, without reading or hashing the file.
     identities: HashMap<RepoPath, String>,
-    /// While loaders run: every path whose state they depended on.
-    watched: Mutex<Option<std::collections::BTreeSet<RepoPath>>>,
+    /// While loaders run: every path whose state they depended on, and how deeply.
+    watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Depth>>>,
     /// When this run started (ns since the epoch), to tell racy observations.
     started: i128,
     /// Regular files already statted this run (by [`FileSet::still`]), so hashing does not stat
@@ -196,7 +210,21 @@ impl FileSet {
             .expect("no panics hold this lock")
             .as_mut()
         {
-            w.insert(p.clone());
+            w.insert(p.clone(), Depth::Content);
+        }
+    }
+
+    /// Notes a path whose kind alone a loader asked about (is it a file, a folder, there at
+    /// all): editing that file, or adding entries to that folder, does not change what the
+    /// loader found, so only its kind is recorded.
+    fn note_kind(&self, p: &RepoPath) {
+        if let Some(w) = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .as_mut()
+        {
+            w.entry(p.clone()).or_insert(Depth::Kind);
         }
     }
 
@@ -209,10 +237,18 @@ impl FileSet {
             .lock()
             .expect("no panics hold this lock")
             .clone()?;
-        let paths: Vec<RepoPath> = watched.into_iter().collect();
+        let paths: Vec<(RepoPath, Depth)> = watched.into_iter().collect();
         let seen: Vec<Option<(RepoPath, Seen)>> = paths
             .par_iter()
-            .map(|p| self.source.seen(p).map(|s| (p.clone(), s)))
+            .map(|(p, depth)| {
+                let mut s = self.source.seen(p)?;
+                // A regular file or a folder asked about for its kind: its kind is enough.
+                // (A symlink keeps its target's metadata: its target's kind can change.)
+                if *depth == Depth::Kind && matches!(s.kind, 1 | 2) {
+                    s.key = None;
+                }
+                Some((p.clone(), s))
+            })
             .collect();
         let seen: Option<Vec<(RepoPath, Seen)>> = seen.into_iter().collect();
         let seen = self.absent_as_parents(seen?);
@@ -264,7 +300,11 @@ impl FileSet {
     pub fn still(&self, seen: &[(RepoPath, Seen)]) -> bool {
         let same = seen.par_iter().all(|(p, s)| {
             Stats::bump(&self.stats.files_statted);
-            self.source.seen(p).as_ref() == Some(s)
+            match self.source.seen(p) {
+                // Recorded for its kind alone (see `note_kind`).
+                Some(now) if s.key.is_none() && matches!(s.kind, 1 | 2) => now.kind == s.kind,
+                now => now.as_ref() == Some(s),
+            }
         });
         if same {
             // Everything is as seen: the keys of the regular files are this run's stat too.
@@ -307,25 +347,25 @@ impl FileSet {
 
     /// What `p` is, without following a final symlink.
     pub fn kind(&self, p: &RepoPath) -> Option<Kind> {
-        self.note(p);
+        self.note_kind(p);
         self.source.kind(p)
     }
 
     /// Whether `p` is a file (through symlinks inside the repo).
     pub fn is_file(&self, p: &RepoPath) -> bool {
-        self.note(p);
+        self.note_kind(p);
         self.source.target_kind(p) == Some(Kind::File)
     }
 
     /// Whether `p` is a folder (through symlinks inside the repo).
     pub fn is_dir(&self, p: &RepoPath) -> bool {
-        self.note(p);
+        self.note_kind(p);
         self.source.target_kind(p) == Some(Kind::Dir)
     }
 
     /// Whether `p` exists (a dangling symlink does not).
     pub fn exists(&self, p: &RepoPath) -> bool {
-        self.note(p);
+        self.note_kind(p);
         self.source.target_kind(p).is_some()
     }
 
