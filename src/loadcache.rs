@@ -116,7 +116,6 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
         }
         _ => {
             fresh = true;
-            hl_engine::Stats::bump(&files.stats.loaders_run);
             files.watch();
             let (topology, topology_path) = hl_rules::inventory(files)?;
             (
@@ -158,7 +157,6 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
             (Some(u), Some(b)) if still.get(kind) == Some(&true) => (u, b),
             _ => {
                 fresh = true;
-                hl_engine::Stats::bump(&files.stats.loaders_run);
                 files.remember(old_facts(hl_dir, kind, &build));
                 files.watch();
                 let (nodes, notes) =

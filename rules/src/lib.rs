@@ -207,6 +207,7 @@ pub const KINDS: [&str; 5] = ["image", "vm", "talos", "k8s", "compose"];
 
 /// Finds and reads the inventory.
 pub fn inventory(files: &FileSet) -> Result<(Topology, RepoPath), Error> {
+    hl_engine::Stats::bump(&files.stats.loaders_run);
     let topology_path = ROOT_MARKERS
         .iter()
         .map(|m| RepoPath::new(m).expect("markers are valid paths"))
@@ -237,6 +238,7 @@ pub fn discover_kind(
     topology_path: &RepoPath,
     kind: &str,
 ) -> Result<(Vec<Node>, Vec<String>), Error> {
+    hl_engine::Stats::bump(&files.stats.loaders_run);
     let ctx = Ctx::new(files, topology, topology_path.clone());
     let nodes = match kind {
         "image" => image::discover(&ctx)?,
