@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::fs;
 
 use common::*;
 
@@ -234,6 +235,72 @@ fn bind_mounted_config_edit_updates_the_service() {
         causes(step(&plan, addr)),
         ["file services/mosquitto/mosquitto.conf modified"]
     );
+}
+
+/// The plan without its `stats`, to compare plans of runs that did different work.
+fn without_stats(mut plan: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = plan.as_object_mut() {
+        m.remove("stats");
+    }
+    plan
+}
+
+/// One service's compose file edited in a planned repo: the compose loader runs again, but of
+/// the repo's files it reads only the edited one (every other file's facts come from the last
+/// run); realizing the one changed node reads that node's own inputs, and nothing else is
+/// read. The plan is the one a fresh load gives. Undoing the edit reads the one file alone,
+/// since the release it gives is already known.
+#[test]
+fn compose_edit_reads_only_that_service() {
+    let lab = Lab::adopted();
+    let (_, settled) = lab.plan_json(&["--stats"]);
+    assert_eq!(stat(&settled, "files_read"), 0, "{}", settled["stats"]);
+    let compose = "services/mosquitto/docker-compose.yml";
+    let before = lab.read(compose);
+    lab.replace(
+        compose,
+        "eclipse-mosquitto:2.0.20\n",
+        "eclipse-mosquitto:2.0.21\n",
+    );
+
+    let (code, edited) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2);
+    let addr = "compose:mosquitto@CHELSTY-INFRA";
+    assert_eq!(changes(&edited), expect([(addr, "update")]));
+    assert_eq!(stat(&edited, "nodes_realized"), 1, "{}", edited["stats"]);
+    // The compose file, then what the release holds besides: mosquitto.conf, service.yaml,
+    // env.example and healthcheck.sh.
+    assert_eq!(
+        stat(&edited, "files_read"),
+        5,
+        "only mosquitto's files are read: {}",
+        edited["stats"]
+    );
+
+    // The same plan from a load that remembers nothing.
+    fs::remove_file(lab.path(".hl/loadcache")).expect("the load cache was saved");
+    fs::remove_dir_all(lab.path(".hl/facts")).expect("facts were saved");
+    let (code, fresh) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2);
+    assert!(
+        stat(&fresh, "files_read") > 5 * stat(&edited, "files_read"),
+        "a fresh load reads every service: {}",
+        fresh["stats"]
+    );
+    assert_eq!(without_stats(edited), without_stats(fresh));
+
+    lab.write(compose, &before);
+    let (code, undone) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 0, "back to what runs");
+    assert_eq!(
+        stat(&undone, "files_read"),
+        1,
+        "only the compose file is read: {}",
+        undone["stats"]
+    );
+    let human = lab.hl(&["plan"]);
+    human.code(0);
+    assert_eq!(human.stdout, "No changes. The homelab matches the repo.\n");
 }
 
 /// Takes uptime-kuma off PIHA (its `- name:` line and the `exposure:` line under it).

@@ -2,7 +2,7 @@
 //! secret-looking variable in a compose file or a committed dotenv file is refused before
 //! anything is hashed, so it never reaches output, state or the cache.
 
-use hl_engine::{Error, FileSet, RepoPath};
+use hl_engine::{Error, RepoPath};
 use serde_json::Value;
 
 use crate::yaml;
@@ -31,18 +31,20 @@ fn literal(value: &str) -> bool {
     !v.is_empty() && !v.contains('$') && !v.starts_with("/run/secrets/")
 }
 
-fn refuse(name: &str, path: &RepoPath, files: &FileSet) -> Error {
+/// The refusal of a literal secret, placed where `name` is written in `text`, the file's text.
+fn refuse(name: &str, path: &RepoPath, text: &str) -> Error {
     Error::secret(
         format!("plaintext secret `{name}` in {path}"),
-        Some(yaml::locate(files, path, None, name)),
+        Some(yaml::locate_in(text, path, None, name, 1)),
         Some(format!(
             "use `${{{name}}}` and set it on the host (/opt/homelab/config/<svc>/.env), or keep it in a SOPS-encrypted file"
         )),
     )
 }
 
-/// Refuses literal secret values in a compose `environment` (list or map form).
-pub fn check_environment(env: &Value, path: &RepoPath, files: &FileSet) -> Result<(), Error> {
+/// Refuses literal secret values in a compose `environment` (list or map form) parsed from
+/// `text`, the text of `path`.
+pub fn check_environment(env: &Value, path: &RepoPath, text: &str) -> Result<(), Error> {
     let pairs: Vec<(String, String)> = match env {
         Value::Object(m) => m
             .iter()
@@ -66,14 +68,14 @@ pub fn check_environment(env: &Value, path: &RepoPath, files: &FileSet) -> Resul
     };
     for (k, v) in pairs {
         if secret_like(&k) && literal(&v) {
-            return Err(refuse(&k, path, files));
+            return Err(refuse(&k, path, text));
         }
     }
     Ok(())
 }
 
 /// Refuses a committed dotenv file that sets a secret-looking variable, unless it is SOPS.
-pub fn check_dotenv(text: &str, path: &RepoPath, files: &FileSet) -> Result<(), Error> {
+pub fn check_dotenv(text: &str, path: &RepoPath) -> Result<(), Error> {
     if yaml::text_is_sops(text) {
         return Ok(());
     }
@@ -86,7 +88,7 @@ pub fn check_dotenv(text: &str, path: &RepoPath, files: &FileSet) -> Result<(), 
         if let Some((k, v)) = line.split_once('=') {
             let v = v.trim().trim_matches(['"', '\'']);
             if secret_like(k.trim()) && literal(v) {
-                return Err(refuse(k.trim(), path, files));
+                return Err(refuse(k.trim(), path, text));
             }
         }
     }

@@ -33,6 +33,13 @@ pub fn docs(files: &FileSet, path: &RepoPath) -> Result<Vec<Value>, Error> {
     docs_of(&text, path)
 }
 
+/// The bytes of a file as text; the same refusal as [`FileSet::read_str`], for derivations that
+/// are handed bytes (see [`FileSet::derive`]).
+pub fn utf8<'b>(bytes: &'b [u8], path: &RepoPath) -> Result<&'b str, Error> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| Error::repo(format!("{path} is not UTF-8 text"), None, None))
+}
+
 /// [`docs`] over text already read.
 pub fn docs_of(text: &str, path: &RepoPath) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
@@ -49,8 +56,12 @@ pub fn docs_of(text: &str, path: &RepoPath) -> Result<Vec<Value>, Error> {
 
 /// The single document of a YAML file (`null` when empty).
 pub fn one(files: &FileSet, path: &RepoPath) -> Result<Value, Error> {
-    let text = files.read_str(path)?;
-    let mut docs = docs_of(&text, path)?;
+    one_of(&files.read_str(path)?, path)
+}
+
+/// [`one`] over text already read.
+pub fn one_of(text: &str, path: &RepoPath) -> Result<Value, Error> {
+    let mut docs = docs_of(text, path)?;
     match docs.len() {
         0 => Ok(Value::Null),
         1 => Ok(docs.pop().expect("one document")),
@@ -65,9 +76,13 @@ pub fn one(files: &FileSet, path: &RepoPath) -> Result<Value, Error> {
 /// A typed config file: parsed (syntax errors located), merged, then checked against `T`
 /// (schema errors located where serde can say, e.g. an unknown field).
 pub fn typed<T: DeserializeOwned>(files: &FileSet, path: &RepoPath) -> Result<T, Error> {
-    let text = files.read_str(path)?;
+    typed_of(&files.read_str(path)?, path)
+}
+
+/// [`typed`] over text already read.
+pub fn typed_of<T: DeserializeOwned>(text: &str, path: &RepoPath) -> Result<T, Error> {
     let value = {
-        let mut docs = docs_of(&text, path)?;
+        let mut docs = docs_of(text, path)?;
         if docs.len() > 1 {
             return Err(Error::repo(
                 format!(
@@ -82,7 +97,7 @@ pub fn typed<T: DeserializeOwned>(files: &FileSet, path: &RepoPath) -> Result<T,
     };
     serde_json::from_value(value).map_err(|e| {
         // Re-parse typed for a location; works whenever the file has no merge keys.
-        let located = serde_yaml_ng::from_str::<T>(&text).err();
+        let located = serde_yaml_ng::from_str::<T>(text).err();
         let origin = located.as_ref().and_then(|e| e.location()).map(|l| Origin {
             path: path.clone(),
             line: l.line() as u32,
@@ -152,9 +167,20 @@ pub fn locate_nth(
     needle: &str,
     n: usize,
 ) -> Origin {
-    let Ok(text) = files.read_str(path) else {
-        return Origin::file(path.clone());
-    };
+    match files.read_str(path) {
+        Ok(text) => locate_in(&text, path, after, needle, n),
+        Err(_) => Origin::file(path.clone()),
+    }
+}
+
+/// [`locate_nth`] over text already read.
+pub fn locate_in(
+    text: &str,
+    path: &RepoPath,
+    after: Option<&str>,
+    needle: &str,
+    n: usize,
+) -> Origin {
     let token = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
     let mut armed = after.is_none();
     let mut seen = 0;

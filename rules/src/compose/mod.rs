@@ -7,20 +7,22 @@
 //! folder, which `docker compose` itself does not notice when it changes.
 
 mod converge;
+mod facts;
 mod merge;
 mod mounts;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use hl_engine::{
-    canonical_pretty, ApplyCtx, Artifact, Edge, EdgeKind, Error, JobError, Layer, Node, Observed,
-    Origin, RealizeCtx, RepoPath, Requirement, Rule,
+    canonical_pretty, ApplyCtx, Artifact, Edge, EdgeKind, Error, JobError, Kind, Layer, Node,
+    Observed, Origin, RealizeCtx, RepoPath, Requirement, Rule,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{address, secrets, yaml, Ctx};
+use self::facts::{Contract, Facts};
+use crate::{address, yaml, Ctx};
 
 /// Compose file names, in the order docker compose looks for them.
 pub const COMPOSE_FILES: [&str; 4] = [
@@ -150,23 +152,6 @@ fn merged(mut project: Value, over: Option<&Value>) -> Value {
     project
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Placed {
-    Name(String),
-    Full {
-        name: String,
-        #[serde(default)]
-        exposure: Option<String>,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-struct ServicesFile {
-    #[serde(default)]
-    services: Vec<Placed>,
-}
-
 /// One service on one host, before it becomes a node.
 struct Placement {
     svc: String,
@@ -178,7 +163,8 @@ struct Placement {
 
 /// Discovers every compose node.
 pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
-    let mut placements = from_services_files(ctx)?;
+    let facts = Facts::new(ctx.files);
+    let mut placements = from_services_files(ctx, &facts)?;
     placements.extend(from_stacks(ctx)?);
     if placements.is_empty() {
         ctx.note(format!(
@@ -200,20 +186,16 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     }
     placements
         .par_iter()
-        .map(|p| node(ctx, p, &hosts_of))
+        .map(|p| node(ctx, &facts, p, &hosts_of))
         .collect()
 }
 
-fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
+fn from_services_files(ctx: &Ctx, facts: &Facts) -> Result<Vec<Placement>, Error> {
     let layout = &ctx.topology.layout;
     let hosts_dir = ctx.layout_path(&layout.hosts, "hosts")?;
     let services_dir = ctx.layout_path(&layout.services, "services")?;
-    let known_services: Vec<String> = ctx
-        .list_dir(&services_dir)?
-        .into_iter()
-        .filter(|p| ctx.files.is_dir(p))
-        .map(|p| p.file_name().to_string())
-        .collect();
+    let known_services = service_dirs(ctx, &services_dir)?;
+    let known: HashSet<&str> = known_services.iter().map(String::as_str).collect();
     let mut out = Vec::new();
     for host_dir in ctx.list_dir(&hosts_dir)? {
         let file = host_dir.join("services.yaml").map_err(Error::Internal)?;
@@ -224,14 +206,13 @@ fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
         if !ctx.topology.hosts.is_empty() && !ctx.topology.hosts.contains_key(&host) {
             return Err(ctx.unknown_host("the folder", &host, Origin::file(file)));
         }
-        let parsed: ServicesFile = yaml::typed(ctx.files, &file)?;
         let mut seen = BTreeSet::new();
-        for entry in parsed.services {
-            let (svc, exposure) = match entry {
-                Placed::Name(n) => (n, None),
-                Placed::Full { name, exposure } => (name, exposure),
-            };
-            let origin = yaml::locate(ctx.files, &file, None, &svc);
+        for entry in facts.listing(&file)? {
+            let facts::Listed {
+                name: svc,
+                exposure,
+                origin,
+            } = entry;
             if !seen.insert(svc.clone()) {
                 // Point at the second listing: that is the one to delete.
                 let origin = yaml::locate_nth(ctx.files, &file, None, &svc, 2);
@@ -241,7 +222,7 @@ fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
                     Some("list each service once per host".into()),
                 ));
             }
-            if !known_services.contains(&svc) {
+            if !known.contains(svc.as_str()) {
                 return Err(unknown_service(
                     &svc,
                     &known_services,
@@ -267,6 +248,19 @@ fn from_services_files(ctx: &Ctx) -> Result<Vec<Placement>, Error> {
         }
     }
     Ok(out)
+}
+
+/// The service folders' names, in order. A listing already says which entries are folders, so
+/// only symlinks (and anything odd) are looked at again.
+fn service_dirs(ctx: &Ctx, dir: &RepoPath) -> Result<Vec<String>, Error> {
+    Ok(ctx
+        .files
+        .list(dir)?
+        .into_iter()
+        .filter(|e| !e.path.file_name().starts_with('.'))
+        .filter(|e| e.kind == Kind::Dir || ctx.files.is_dir(&e.path))
+        .map(|e| e.path.file_name().to_string())
+        .collect())
 }
 
 fn unknown_service(svc: &str, known: &[String], dir: &RepoPath, origin: Origin) -> Error {
@@ -361,6 +355,7 @@ fn first_existing(ctx: &Ctx, dir: &RepoPath, names: &[&str]) -> Option<RepoPath>
 
 fn node(
     ctx: &Ctx,
+    facts: &Facts,
     p: &Placement,
     hosts_of: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Node, Error> {
@@ -386,33 +381,22 @@ fn node(
         compose: compose.as_str().to_string(),
         override_file: override_file.as_ref().map(|o| o.as_str().to_string()),
     };
-    // Each file is parsed once: checked for secrets as written, then merged.
-    let base = yaml::one(ctx.files, &compose)?;
-    check_secrets(ctx, &base, &compose)?;
+    // Each file is checked for secrets as written, then the parts naming repo files merged.
+    let base = facts.project(&compose)?;
     let over = match &override_file {
-        Some(o) => {
-            let v = yaml::one(ctx.files, o)?;
-            check_secrets(ctx, &v, o)?;
-            Some(v)
-        }
+        Some(o) => Some(facts.project(o)?),
         None => None,
     };
     let merged = merged(base, over.as_ref());
-    files.extend(mounts::inputs(ctx, &merged, &p.dir, &compose)?);
+    files.extend(mounts::inputs(ctx, facts, &merged, &p.dir, &compose)?);
 
     let contract_path = p.dir.join("service.yaml").map_err(Error::Internal)?;
     let mut edges = Vec::new();
     if ctx.files.is_file(&contract_path) {
-        let contract = yaml::one(ctx.files, &contract_path)?;
+        let contract = facts.contract(&contract_path)?;
         files.push(contract_path.clone());
-        edges.extend(dependency_edges(
-            ctx,
-            p,
-            &contract,
-            &contract_path,
-            hosts_of,
-        )?);
-        check_requires(ctx, p, &contract, &contract_path)?;
+        edges.extend(dependency_edges(ctx, p, &contract, hosts_of)?);
+        check_requires(ctx, facts, p, &contract, &contract_path)?;
     }
     for extra in ["env.example", "healthcheck.sh"] {
         let f = p.dir.join(extra).map_err(Error::Internal)?;
@@ -423,7 +407,7 @@ fn node(
     let machine = RepoPath::new(&ctx.topology.layout.hosts)
         .and_then(|h| h.join(&format!("{}/machine.yaml", p.host)))
         .map_err(Error::Internal)?;
-    if ctx.files.is_file(&machine) {
+    if facts.is_file(&machine) {
         edges.push(Edge {
             to: address("vm", &p.host, None, &p.origin)?,
             kind: EdgeKind::Placement,
@@ -458,44 +442,23 @@ fn node(
     })
 }
 
-fn check_secrets(ctx: &Ctx, doc: &Value, path: &RepoPath) -> Result<(), Error> {
-    if let Some(services) = doc.get("services").and_then(Value::as_object) {
-        for svc in services.values() {
-            if let Some(env) = svc.get("environment") {
-                secrets::check_environment(env, path, ctx.files)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 fn dependency_edges(
     ctx: &Ctx,
     p: &Placement,
-    contract: &Value,
-    path: &RepoPath,
+    contract: &Contract,
     hosts_of: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Vec<Edge>, Error> {
-    let deps: Vec<String> = match contract.get("dependencies") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|d| d.as_str().or_else(|| d.get("name").and_then(Value::as_str)))
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    };
     let mut edges = Vec::new();
-    for dep in deps {
-        let origin = yaml::locate(ctx.files, path, Some("dependencies"), &dep);
-        let targets: Vec<String> = match hosts_of.get(&dep) {
+    for (dep, origin) in &contract.dependencies {
+        let targets: Vec<String> = match hosts_of.get(dep) {
             Some(hosts) if hosts.contains(&p.host) => vec![p.host.clone()],
             Some(hosts) => hosts.iter().cloned().collect(),
             None => {
-                let dir = p.dir.parent().join(&dep).map_err(Error::Internal)?;
+                let dir = p.dir.parent().join(dep).map_err(Error::Internal)?;
                 if ctx.files.is_dir(&dir) {
                     return Err(Error::repo(
                         format!("{} depends on {dep}, which no host runs ({origin})", p.svc),
-                        Some(origin),
+                        Some(origin.clone()),
                         Some(format!("place {dep} in hosts/<HOST>/services.yaml")),
                     ));
                 }
@@ -505,7 +468,7 @@ fn dependency_edges(
         };
         for host in targets {
             edges.push(Edge {
-                to: address("compose", &dep, Some(&host), &origin)?,
+                to: address("compose", dep, Some(&host), origin)?,
                 kind: EdgeKind::Order,
                 origin: Some(origin.clone()),
             });
@@ -517,25 +480,26 @@ fn dependency_edges(
 /// Refuses a service placed on a host that lacks what its contract `requires` (a GPU, an arch).
 fn check_requires(
     ctx: &Ctx,
+    facts: &Facts,
     p: &Placement,
-    contract: &Value,
+    contract: &Contract,
     path: &RepoPath,
 ) -> Result<(), Error> {
-    let Some(req) = contract.get("requires").and_then(Value::as_object) else {
+    let Some(req) = &contract.requires else {
         return Ok(());
     };
     let caps_path = RepoPath::new(&ctx.topology.layout.hosts)
         .and_then(|h| h.join(&format!("{}/capabilities.yaml", p.host)))
         .map_err(Error::Internal)?;
-    let caps = if ctx.files.is_file(&caps_path) {
-        yaml::one(ctx.files, &caps_path)?
+    let caps = if facts.is_file(&caps_path) {
+        facts.capabilities(&caps_path)?
     } else {
-        Value::Null
+        facts::Capabilities {
+            gpu: false,
+            arch: None,
+        }
     };
-    let has_gpu = caps
-        .get("gpu")
-        .is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false)));
-    if req.get("gpu") == Some(&Value::Bool(true)) && !has_gpu {
+    if req.gpu && !caps.gpu {
         return Err(Error::repo(
             format!(
                 "{} requires a GPU but {} has none ({caps_path})",
@@ -545,10 +509,7 @@ fn check_requires(
             Some("place it on a host whose capabilities.yaml lists a gpu".into()),
         ));
     }
-    if let (Some(want), Some(have)) = (
-        req.get("arch").and_then(Value::as_str),
-        caps.get("arch").and_then(Value::as_str),
-    ) {
+    if let (Some(want), Some(have)) = (&req.arch, &caps.arch) {
         if want != have {
             return Err(Error::repo(
                 format!(

@@ -6,11 +6,13 @@
 use hl_engine::{Error, Kind, RepoPath};
 use serde_json::Value;
 
-use crate::{secrets, yaml, Ctx};
+use super::facts::Facts;
+use crate::{yaml, Ctx};
 
 /// The input files of a merged project whose folder is `dir`.
 pub fn inputs(
     ctx: &Ctx,
+    facts: &Facts,
     project: &Value,
     dir: &RepoPath,
     compose: &RepoPath,
@@ -34,7 +36,7 @@ pub fn inputs(
             }
             let p = resolve(ctx, dir, compose, &env)?;
             if ctx.files.is_file(&p) {
-                secrets::check_dotenv(&ctx.files.read_str(&p)?, &p, ctx.files)?;
+                facts.check_dotenv(&p)?;
                 out.push(p);
             }
         }
@@ -52,7 +54,7 @@ pub fn inputs(
             if !ctx.files.is_file(&p) {
                 continue;
             }
-            if must_be_sops && !yaml::text_is_sops(&ctx.files.read_str(&p)?) {
+            if must_be_sops && !facts.is_sops(&p)? {
                 return Err(Error::secret(
                     format!("compose secret file {p} is not SOPS-encrypted"),
                     Some(yaml::locate(ctx.files, compose, Some("secrets"), file)),
@@ -110,10 +112,16 @@ fn add_tree(ctx: &Ctx, p: &RepoPath, out: &mut Vec<RepoPath>) -> Result<(), Erro
         // Not in the repo: created on the host at run time (a data folder). Not an input.
         return Ok(());
     };
-    if kind == Kind::Symlink {
-        ctx.files.check_inside(p)?;
-    }
-    if ctx.files.is_file(p) {
+    // The kind says what a plain file or folder is; only a symlink is followed.
+    let file = match kind {
+        Kind::File => true,
+        Kind::Symlink => {
+            ctx.files.check_inside(p)?;
+            ctx.files.is_file(p)
+        }
+        _ => false,
+    };
+    if file {
         out.push(p.clone());
         return Ok(());
     }

@@ -1,0 +1,341 @@
+//! What the compose loader takes from each file it reads, derived from the file's bytes alone
+//! so a later run reuses it while the file is unchanged ([`FileSet::derive`]): when one service
+//! of a repo of thousands changes, only its files are read and parsed again. Facts hold what
+//! placements need rather than whole documents (they are all read back whenever the loader runs
+//! again): of a compose file, the parts that name repo files; of a contract, its dependencies
+//! and requirements; of a dotenv or secret file, only that it passed its check.
+//!
+//! Checks that depend on nothing but the file (plaintext secrets) run inside the derivation: a
+//! remembered fact is a file that passed, and a file that fails is read and reported again on
+//! every run, since errors are never remembered.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use hl_engine::{Error, FileSet, Origin, RepoPath};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{secrets, yaml};
+
+/// One entry of a host's `services.yaml`, with where its name is first written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listed {
+    /// The service.
+    pub name: String,
+    /// Its exposure, when written.
+    pub exposure: Option<String>,
+    /// Where the name is first written.
+    pub origin: Origin,
+}
+
+/// What placements use of a service's contract (`service.yaml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Contract {
+    /// The services it depends on, each with where it is written.
+    pub dependencies: Vec<(String, Origin)>,
+    /// Its `requires`, when that is a mapping.
+    pub requires: Option<Requires>,
+}
+
+/// A contract's `requires`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Requires {
+    /// `gpu: true`.
+    pub gpu: bool,
+    /// `arch`, when a string.
+    pub arch: Option<String>,
+}
+
+/// What placements use of a host's `capabilities.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// A GPU is listed (neither null nor false).
+    pub gpu: bool,
+    /// `arch`, when a string.
+    pub arch: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Placed {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        exposure: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct ServicesFile {
+    #[serde(default)]
+    services: Vec<Placed>,
+}
+
+/// One run's facts, each file's looked up once however many placements share it (a common
+/// service's compose file, a host's capabilities).
+pub struct Facts<'a> {
+    files: &'a FileSet,
+    probes: Mutex<HashMap<RepoPath, bool>>,
+    listings: Memo<Vec<Listed>>,
+    projects: Memo<Value>,
+    contracts: Memo<Contract>,
+    capabilities: Memo<Capabilities>,
+    dotenvs: Memo<()>,
+    sops: Memo<bool>,
+}
+
+impl<'a> Facts<'a> {
+    /// Facts of `files`, none looked up yet.
+    pub fn new(files: &'a FileSet) -> Facts<'a> {
+        Facts {
+            files,
+            probes: Mutex::default(),
+            listings: Memo::default(),
+            projects: Memo::default(),
+            contracts: Memo::default(),
+            capabilities: Memo::default(),
+            dotenvs: Memo::default(),
+            sops: Memo::default(),
+        }
+    }
+
+    /// Whether `p` is a file, asked of the repo once per run: every placement on a host asks
+    /// about the host's `machine.yaml` and `capabilities.yaml`.
+    pub fn is_file(&self, p: &RepoPath) -> bool {
+        if let Some(&known) = self.probes.lock().expect("no panics hold this lock").get(p) {
+            return known;
+        }
+        let found = self.files.is_file(p);
+        self.probes
+            .lock()
+            .expect("no panics hold this lock")
+            .insert(p.clone(), found);
+        found
+    }
+
+    /// The services a host's `services.yaml` places, in order.
+    pub fn listing(&self, p: &RepoPath) -> Result<Vec<Listed>, Error> {
+        self.listings
+            .get(self.files, "compose.listing.v1", p, |text| {
+                let parsed: ServicesFile = yaml::typed_of(text, p)?;
+                Ok(parsed
+                    .services
+                    .into_iter()
+                    .map(|entry| {
+                        let (name, exposure) = match entry {
+                            Placed::Name(n) => (n, None),
+                            Placed::Full { name, exposure } => (name, exposure),
+                        };
+                        let origin = yaml::locate_in(text, p, None, &name, 1);
+                        Listed {
+                            name,
+                            exposure,
+                            origin,
+                        }
+                    })
+                    .collect())
+            })
+    }
+
+    /// A compose file or override, checked for plaintext secrets, cut down to the parts that
+    /// name repo files (see [`mount_parts`]).
+    pub fn project(&self, p: &RepoPath) -> Result<Value, Error> {
+        self.projects
+            .get(self.files, "compose.project.v1", p, |text| {
+                let doc = yaml::one_of(text, p)?;
+                check_secrets(&doc, p, text)?;
+                Ok(mount_parts(doc))
+            })
+    }
+
+    /// A service's contract.
+    pub fn contract(&self, p: &RepoPath) -> Result<Contract, Error> {
+        self.contracts
+            .get(self.files, "compose.contract.v1", p, |text| {
+                let doc = yaml::one_of(text, p)?;
+                let dependencies = match doc.get("dependencies") {
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|d| {
+                            d.as_str().or_else(|| d.get("name").and_then(Value::as_str))
+                        })
+                        .map(|d| {
+                            let origin = yaml::locate_in(text, p, Some("dependencies"), d, 1);
+                            (d.to_string(), origin)
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let requires = doc
+                    .get("requires")
+                    .and_then(Value::as_object)
+                    .map(|req| Requires {
+                        gpu: req.get("gpu") == Some(&Value::Bool(true)),
+                        arch: req.get("arch").and_then(Value::as_str).map(str::to_string),
+                    });
+                Ok(Contract {
+                    dependencies,
+                    requires,
+                })
+            })
+    }
+
+    /// A host's capabilities.
+    pub fn capabilities(&self, p: &RepoPath) -> Result<Capabilities, Error> {
+        self.capabilities
+            .get(self.files, "compose.capabilities.v1", p, |text| {
+                let caps = yaml::one_of(text, p)?;
+                Ok(Capabilities {
+                    gpu: caps
+                        .get("gpu")
+                        .is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false))),
+                    arch: caps.get("arch").and_then(Value::as_str).map(str::to_string),
+                })
+            })
+    }
+
+    /// Refuses a committed dotenv file that sets a secret-looking variable.
+    pub fn check_dotenv(&self, p: &RepoPath) -> Result<(), Error> {
+        self.dotenvs
+            .get(self.files, "compose.dotenv.v1", p, |text| {
+                secrets::check_dotenv(text, p)
+            })
+    }
+
+    /// Whether a file is SOPS-encrypted.
+    pub fn is_sops(&self, p: &RepoPath) -> Result<bool, Error> {
+        self.sops.get(self.files, "compose.sops.v1", p, |text| {
+            Ok(yaml::text_is_sops(text))
+        })
+    }
+}
+
+/// Facts of one kind looked up this run, by file. Errors are not kept: they come again.
+struct Memo<T>(Mutex<HashMap<RepoPath, T>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(Mutex::default())
+    }
+}
+
+impl<T: Clone + Serialize + DeserializeOwned> Memo<T> {
+    fn get(
+        &self,
+        files: &FileSet,
+        tag: &str,
+        p: &RepoPath,
+        derive: impl FnOnce(&str) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if let Some(v) = self.0.lock().expect("no panics hold this lock").get(p) {
+            return Ok(v.clone());
+        }
+        let v = files.derive(tag, p, |bytes| derive(yaml::utf8(bytes, p)?))?;
+        self.0
+            .lock()
+            .expect("no panics hold this lock")
+            .insert(p.clone(), v.clone());
+        Ok(v)
+    }
+}
+
+/// Refuses literal secrets in the `environment` of any service of a compose document.
+fn check_secrets(doc: &Value, path: &RepoPath, text: &str) -> Result<(), Error> {
+    if let Some(services) = doc.get("services").and_then(Value::as_object) {
+        for svc in services.values() {
+            if let Some(env) = svc.get("environment") {
+                secrets::check_environment(env, path, text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parts of a compose document that name repo files: each service's `volumes` and
+/// `env_file`, and the top-level `configs` and `secrets`. Merging two documents' parts gives the
+/// parts of the merged documents, since the merge rules work key by key (see [`super::merge`]),
+/// so an override is merged over a compose file's facts as over the file.
+fn mount_parts(doc: Value) -> Value {
+    let Value::Object(mut top) = doc else {
+        return doc;
+    };
+    let mut out = Map::new();
+    if let Some(services) = top.remove("services") {
+        let services = match services {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(name, svc)| (name, service_parts(svc)))
+                    .collect(),
+            ),
+            other => other,
+        };
+        out.insert("services".into(), services);
+    }
+    for key in ["configs", "secrets"] {
+        if let Some(v) = top.remove(key) {
+            out.insert(key.into(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+fn service_parts(svc: Value) -> Value {
+    let Value::Object(mut m) = svc else {
+        return svc;
+    };
+    let mut out = Map::new();
+    for key in ["volumes", "env_file"] {
+        if let Some(v) = m.remove(key) {
+            out.insert(key.into(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn merged(mut base: Value, over: &Value) -> Value {
+        super::super::merge::merge(&mut base, over, "");
+        super::super::merge::normalise(&mut base);
+        base
+    }
+
+    /// Merging facts is the facts of merging, whatever a key or a service is called (a service
+    /// named `environment` or `test` takes the merge's special branches).
+    #[test]
+    fn merging_parts_is_the_parts_of_the_merge() {
+        let base = json!({
+            "version": "3",
+            "services": {
+                "app": {"image": "a:1", "environment": ["A=1"], "volumes": ["./c:/etc/c", "d:/data"],
+                        "env_file": ".env", "labels": ["x=1"]},
+                "environment": {"volumes": ["./e:/e"], "image": "e"},
+                "test": {"volumes": ["./t:/t"], "command": ["x"]},
+                "plain": "not a mapping",
+            },
+            "configs": {"cfg": {"file": "./cfg.conf"}},
+            "secrets": {"environment": {"file": "./s.env"}},
+            "x-other": {"volumes": ["./no:/no"]},
+        });
+        let over = json!({
+            "services": {
+                "app": {"image": "a:2", "volumes": ["./o:/data", "./n:/n"], "env_file": [".env", "o.env"]},
+                "environment": {"volumes": 3, "ports": ["1:1"]},
+                "test": {"volumes": ["./u:/u"]},
+                "plain": {"volumes": ["./p:/p"]},
+                "new": {"volumes": [{"type": "bind", "source": "./x", "target": "/x"}]},
+            },
+            "secrets": {"environment": {"file": "./s2.env"}, "k": {"file": "./k"}},
+        });
+        let full = mount_parts(merged(base.clone(), &over));
+        let parts = merged(mount_parts(base), &mount_parts(over));
+        assert_eq!(parts, full);
+        assert_eq!(mount_parts(json!(null)), json!(null));
+    }
+}
