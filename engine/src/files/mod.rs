@@ -258,8 +258,8 @@ impl FileSet {
         (!racy).then_some(seen)
     }
 
-    /// Stands for each absent path by its nearest present ancestor folder: a path cannot
-    /// appear without that folder's entries, and so its metadata, changing. Loaders probe many
+    /// Stands for each absent path by its nearest present ancestor folder below the root: a
+    /// path cannot appear without that folder's entries, and so its metadata, changing. Loaders probe many
     /// alternative names that are not there (`compose.yaml` or `docker-compose.yml`, an
     /// override per host); recorded as themselves they would be most of a no-op's stats.
     fn absent_as_parents(&self, seen: Vec<(RepoPath, Seen)>) -> Vec<(RepoPath, Seen)> {
@@ -273,12 +273,16 @@ impl FileSet {
             }
         }
         for p in absent {
-            let mut dir = p;
+            let mut dir = p.clone();
             loop {
+                dir = dir.parent();
+                // The root's entries churn (`.hl/` itself appears on a first plan; editors,
+                // direnv, build outputs) while paths probed right below it are few: those
+                // stay recorded as absent.
                 if dir.as_str().is_empty() {
+                    out.insert(p, Seen { kind: 0, key: None });
                     break;
                 }
-                dir = dir.parent();
                 if out.contains_key(&dir) {
                     break;
                 }
@@ -288,8 +292,10 @@ impl FileSet {
                         break;
                     }
                     Some(_) => {}
-                    // A source that cannot tell: keep the walk going to the root, recorded.
-                    None => break,
+                    None => {
+                        out.insert(p, Seen { kind: 0, key: None });
+                        break;
+                    }
                 }
             }
         }
