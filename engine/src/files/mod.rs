@@ -304,24 +304,29 @@ impl FileSet {
 
     /// Whether everything a loader saw is still so (checked in parallel).
     pub fn still(&self, seen: &[(RepoPath, Seen)]) -> bool {
-        let same = seen.par_iter().all(|(p, s)| {
-            Stats::bump(&self.stats.files_statted);
-            match self.source.seen(p) {
-                // Recorded for its kind alone (see `note_kind`).
-                Some(now) if s.key.is_none() && matches!(s.kind, 1 | 2) => now.kind == s.kind,
-                now => now.as_ref() == Some(s),
-            }
-        });
-        if same {
-            // Everything is as seen: the keys of the regular files are this run's stat too.
-            let mut memo = self.statted.lock().expect("no panics hold this lock");
-            memo.extend(
-                seen.iter()
-                    .filter(|(_, s)| s.kind == 1)
-                    .filter_map(|(p, s)| s.key.map(|k| (p.clone(), k))),
-            );
-        }
-        same
+        // Each regular file's metadata as statted now, kept so hashing does not stat it again.
+        let keys: Option<Vec<Option<(RepoPath, StatKey)>>> = seen
+            .par_iter()
+            .map(|(p, s)| {
+                Stats::bump(&self.stats.files_statted);
+                let now = self.source.seen(p)?;
+                let same = if s.key.is_none() && matches!(s.kind, 1 | 2) {
+                    // Recorded for its kind alone (see `note_kind`).
+                    now.kind == s.kind
+                } else {
+                    now == *s
+                };
+                same.then(|| now.key.filter(|_| now.kind == 1).map(|k| (p.clone(), k)))
+            })
+            .collect();
+        let Some(keys) = keys else {
+            return false;
+        };
+        self.statted
+            .lock()
+            .expect("no panics hold this lock")
+            .extend(keys.into_iter().flatten());
+        true
     }
 
     /// Declares paths whose content is a known git blob: their digest is derived from the blob
