@@ -117,13 +117,7 @@ impl Kustomize {
 
 /// A folder built from its kustomization file.
 fn explicit(tree: &mut Tree, kfile: &RepoPath) -> Result<Unit, Error> {
-    let parsed = tree.docs(kfile)?;
-    let doc = parsed
-        .docs
-        .iter()
-        .find(|d| d.is_object())
-        .cloned()
-        .unwrap_or(Value::Null);
+    let doc = tree.kustomization(kfile)?;
     let refs = refs(&doc);
     let mut unit = Unit {
         namespace: doc
