@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hl_engine::{Edge, EdgeKind, Error, Layer, Node, Origin, RepoPath};
+use hl_engine::{Edge, EdgeKind, Error, Kind, Layer, Node, Origin, RepoPath};
 use serde_json::{Map, Value};
 
 use super::facts::FluxFacts;
@@ -196,40 +196,9 @@ fn build_inputs(
             )),
         )
     })?;
-    if !ctx.files.exists(&path) {
-        let source = d
-            .spec
-            .pointer("/sourceRef/kind")
-            .and_then(Value::as_str)
-            .unwrap_or("GitRepository");
-        if source != "GitRepository" {
-            ctx.note(format!(
-                "{o}: spec.path `{written}` of Flux Kustomization `{}` is not in this repo (its source is a {source}): no input files",
-                d.name
-            ));
-            return Ok(None);
-        }
-        return Err(Error::repo(
-            format!(
-                "spec.path `{written}` of Flux Kustomization `{}` in {o} does not exist",
-                d.name
-            ),
-            Some(o.clone()),
-            Some("spec.path is relative to the repo root: fix it, or create the folder".into()),
-        ));
-    }
-    ctx.files
-        .check_inside(&path)
-        .map_err(|e| at(e, o.clone()))?;
-    if !ctx.files.is_dir(&path) {
-        return Err(Error::repo(
-            format!(
-                "spec.path `{written}` of Flux Kustomization `{}` in {o} is a file, not a folder",
-                d.name
-            ),
-            Some(o.clone()),
-            Some("point spec.path at the folder holding the manifests".into()),
-        ));
+    // A folder a walk found exists and is inside the repo: only other paths are probed.
+    if tree.found(&path) != Some(Kind::Dir) && !probe_path(ctx, d, written, &path)? {
+        return Ok(None);
     }
     let mut roots = vec![path.clone()];
     for c in d
@@ -240,7 +209,7 @@ fn build_inputs(
         .flatten()
         .filter_map(Value::as_str)
     {
-        roots.push(component(ctx, &path, c, d)?);
+        roots.push(component(ctx, tree, &path, c, d)?);
     }
     let outer = d
         .spec
@@ -250,8 +219,54 @@ fn build_inputs(
     kustomize.collect(tree, &roots, outer).map(Some)
 }
 
+/// Refuses a `spec.path` that does not exist, leaves the repo or is not a folder; `false` when
+/// it is not in this repo (the Kustomization's source is another one), which is a note.
+fn probe_path(ctx: &Ctx, d: &FluxDoc, written: &str, path: &RepoPath) -> Result<bool, Error> {
+    let o = &d.path_origin;
+    if !ctx.files.exists(path) {
+        let source = d
+            .spec
+            .pointer("/sourceRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("GitRepository");
+        if source != "GitRepository" {
+            ctx.note(format!(
+                "{o}: spec.path `{written}` of Flux Kustomization `{}` is not in this repo (its source is a {source}): no input files",
+                d.name
+            ));
+            return Ok(false);
+        }
+        return Err(Error::repo(
+            format!(
+                "spec.path `{written}` of Flux Kustomization `{}` in {o} does not exist",
+                d.name
+            ),
+            Some(o.clone()),
+            Some("spec.path is relative to the repo root: fix it, or create the folder".into()),
+        ));
+    }
+    ctx.files.check_inside(path).map_err(|e| at(e, o.clone()))?;
+    if !ctx.files.is_dir(path) {
+        return Err(Error::repo(
+            format!(
+                "spec.path `{written}` of Flux Kustomization `{}` in {o} is a file, not a folder",
+                d.name
+            ),
+            Some(o.clone()),
+            Some("point spec.path at the folder holding the manifests".into()),
+        ));
+    }
+    Ok(true)
+}
+
 /// A `spec.components` folder, relative to `spec.path`.
-fn component(ctx: &Ctx, path: &RepoPath, written: &str, d: &FluxDoc) -> Result<RepoPath, Error> {
+fn component(
+    ctx: &Ctx,
+    tree: &Tree,
+    path: &RepoPath,
+    written: &str,
+    d: &FluxDoc,
+) -> Result<RepoPath, Error> {
     // Located only for an error: the file is not read otherwise.
     let origin = || crate::yaml::locate(ctx.files, &d.file, Some("components"), written);
     let help = || Some("components are folders relative to spec.path, inside the repo".to_string());
@@ -266,6 +281,9 @@ fn component(ctx: &Ctx, path: &RepoPath, written: &str, d: &FluxDoc) -> Result<R
             help(),
         )
     })?;
+    if tree.found(&p) == Some(Kind::Dir) {
+        return Ok(p);
+    }
     if !ctx.files.is_dir(&p) {
         let o = origin();
         return Err(Error::repo(

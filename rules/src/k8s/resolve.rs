@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use hl_engine::{Error, RepoPath};
+use hl_engine::{Error, Kind, RepoPath};
 use serde_json::Value;
 
 use super::kustomize::{host_like, refs, remote};
@@ -232,6 +232,11 @@ fn resolve(
             Some("kustomize references are relative to the kustomization's folder and must stay inside the repo".into()),
         )
     })?;
+    match tree.found(&path) {
+        Some(Kind::File) => return Ok(Target::File(path)),
+        Some(Kind::Dir) => return Ok(Target::Dir(path)),
+        _ => {}
+    }
     if !tree.files.exists(&path) {
         if host_like(reference) {
             return Ok(Target::Remote);

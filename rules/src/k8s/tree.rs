@@ -25,6 +25,8 @@ pub(super) struct Tree<'a> {
     index: BTreeMap<String, RepoPath>,
     /// The folders walked so far.
     walked: Vec<RepoPath>,
+    /// Every folder found by the walks.
+    dirs: HashSet<RepoPath>,
     /// Folder -> its kustomization file, seeded by the walks, else looked up once.
     kfiles: HashMap<RepoPath, Option<RepoPath>>,
     /// Facts by file. A failure stays here until a node reads the file: a broken file that
@@ -45,6 +47,7 @@ impl<'a> Tree<'a> {
             files,
             index: BTreeMap::new(),
             walked: Vec::new(),
+            dirs: HashSet::new(),
             kfiles: HashMap::new(),
             facts: HashMap::new(),
             flux: BTreeSet::new(),
@@ -61,7 +64,8 @@ impl<'a> Tree<'a> {
         }
         let listing = walk(self.files, dir)?;
         for d in listing.dirs {
-            self.kfiles.entry(d).or_insert(None);
+            self.kfiles.entry(d.clone()).or_insert(None);
+            self.dirs.insert(d);
         }
         let mut fresh = Vec::new();
         for f in listing.files {
@@ -109,6 +113,18 @@ impl<'a> Tree<'a> {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(_, p)| p.clone())
             .collect())
+    }
+
+    /// What a walk found at `p`, a YAML file or a folder: either exists and is inside the
+    /// repo (walks follow no symlink), so a reference to it needs no probing.
+    pub fn found(&self, p: &RepoPath) -> Option<Kind> {
+        if self.index.contains_key(p.as_str()) {
+            Some(Kind::File)
+        } else if self.dirs.contains(p) {
+            Some(Kind::Dir)
+        } else {
+            None
+        }
     }
 
     /// The kustomization file of a folder, if it has one.
