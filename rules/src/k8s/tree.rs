@@ -5,7 +5,6 @@
 //! made on every file a node reads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use hl_engine::{Error, FileSet, Kind, Origin, RepoPath};
 use rayon::prelude::*;
@@ -31,11 +30,9 @@ pub(super) struct Tree<'a> {
     kfiles: HashMap<RepoPath, Option<RepoPath>>,
     /// Facts by file. A failure stays here until a node reads the file: a broken file that
     /// nothing uses (a Helm template in the tree) is a note, not an error.
-    facts: HashMap<RepoPath, Result<Arc<FileFacts>, Error>>,
+    facts: HashMap<RepoPath, Result<FileFacts, Error>>,
     /// Files holding a Flux Kustomization.
     flux: BTreeSet<RepoPath>,
-    /// Files already checked for plaintext Secrets.
-    checked: HashSet<RepoPath>,
     /// Whether a non-manifest input (a generator file) is SOPS-encrypted.
     data_sops: HashMap<RepoPath, bool>,
 }
@@ -51,7 +48,6 @@ impl<'a> Tree<'a> {
             kfiles: HashMap::new(),
             facts: HashMap::new(),
             flux: BTreeSet::new(),
-            checked: HashSet::new(),
             data_sops: HashMap::new(),
         }
     }
@@ -82,10 +78,10 @@ impl<'a> Tree<'a> {
             self.index.insert(f.as_str().to_string(), f);
         }
         let files = self.files;
-        let results: Vec<(RepoPath, Result<Arc<FileFacts>, Error>)> = fresh
+        let results: Vec<(RepoPath, Result<FileFacts, Error>)> = fresh
             .into_par_iter()
             .map(|p| {
-                let r = facts::file(files, &p).map(Arc::new);
+                let r = facts::file(files, &p);
                 (p, r)
             })
             .collect();
@@ -161,16 +157,23 @@ impl<'a> Tree<'a> {
 
     /// The facts of `p`, derived once; a syntax error is returned (located) the first time
     /// something reads the file.
-    pub fn facts(&mut self, p: &RepoPath) -> Result<Arc<FileFacts>, Error> {
-        if let Some(Ok(f)) = self.facts.get(p) {
-            return Ok(f.clone());
+    pub fn facts(&mut self, p: &RepoPath) -> Result<&FileFacts, Error> {
+        match self.facts.get(p) {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => {
+                if let Some(Err(e)) = self.facts.remove(p) {
+                    return Err(e);
+                }
+            }
+            None => {
+                let f = facts::file(self.files, p)?;
+                self.facts.insert(p.clone(), Ok(f));
+            }
         }
-        if let Some(Err(e)) = self.facts.remove(p) {
-            return Err(e);
+        match self.facts.get(p) {
+            Some(Ok(f)) => Ok(f),
+            _ => unreachable!("the facts of {p} were derived above"),
         }
-        let f = Arc::new(facts::file(self.files, p)?);
-        self.facts.insert(p.clone(), Ok(f.clone()));
-        Ok(f)
     }
 
     /// The document kustomize reads from the kustomization file `p` (`null` when it holds no
@@ -180,13 +183,10 @@ impl<'a> Tree<'a> {
         facts::kustomization(self.files, p)
     }
 
-    /// Refuses a Secret with plaintext values in `p`, once per file. A SOPS-encrypted Secret
+    /// Refuses a Secret with plaintext values in `p`. A SOPS-encrypted Secret
     /// passes, and so does one whose every value is a Flux `${VAR}` substitution: its values
     /// come from elsewhere (usually a SOPS-encrypted Secret named in `substituteFrom`).
     pub fn check_secrets(&mut self, p: &RepoPath) -> Result<(), Error> {
-        if !self.checked.insert(p.clone()) {
-            return Ok(());
-        }
         if !self.facts(p)?.plaintext_secret {
             return Ok(());
         }
