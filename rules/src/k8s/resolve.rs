@@ -232,6 +232,7 @@ fn resolve(
             Some("kustomize references are relative to the kustomization's folder and must stay inside the repo".into()),
         )
     })?;
+    // What a walk found exists and is inside the repo: only other paths are probed.
     match tree.found(&path) {
         Some(Kind::File) => return Ok(Target::File(path)),
         Some(Kind::Dir) => return Ok(Target::Dir(path)),
