@@ -657,6 +657,51 @@ fn kubernetes_manifest_edit_updates_only_that_app() {
     );
 }
 
+/// A manifest edited after a plan: the k8s loader runs again but reads that file alone, every
+/// other file's facts coming from the last run (`.hl/facts/k8s`), so the files read are the
+/// edited one and the inputs of the one node realized again; the plan is what a fresh load
+/// of the tree plans.
+#[test]
+fn kubernetes_manifest_edit_reads_only_what_the_edit_touches() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    let file = format!("{PAPERLESS}/deployment.yaml");
+    lab.replace(&file, "paperless-ngx:2.13.5", "paperless-ngx:2.13.6");
+    let (code, mut edited) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2);
+    assert_eq!(stat(&edited, "nodes_realized"), 1, "{}", edited["stats"]);
+    let inputs = std::fs::read_dir(lab.path(PAPERLESS))
+        .expect("app folder")
+        .count() as u64;
+    assert_eq!(
+        stat(&edited, "files_read"),
+        inputs,
+        "the edited manifest (read once by the loader, hashing and realize), then the rest \
+         of paperless's inputs by realize: {}",
+        edited["stats"]
+    );
+
+    for stale in ["loadcache", "facts"] {
+        let p = lab.path(".hl").join(stale);
+        assert!(p.exists(), "{stale}");
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).expect("rm facts");
+        } else {
+            std::fs::remove_file(p).expect("rm loadcache");
+        }
+    }
+    let (_, mut fresh) = lab.plan_json(&["--stats"]);
+    assert!(
+        stat(&fresh, "files_read") > 2 * inputs,
+        "a fresh load reads the whole tree: {}",
+        fresh["stats"]
+    );
+    for plan in [&mut edited, &mut fresh] {
+        plan.as_object_mut().expect("plan").remove("stats");
+    }
+    assert_eq!(edited, fresh);
+}
+
 /// A comment in a manifest: the bundle is normalised, so the app is a no-op, "output identical".
 #[test]
 fn kubernetes_comment_edit_is_noop_output_identical() {

@@ -16,7 +16,8 @@
 //!
 //! | module | knows |
 //! | --- | --- |
-//! | `tree` | which YAML files exist (walked once), each parsed once, the secret checks |
+//! | `tree` | which YAML files exist (walked once), each one's facts, the secret checks |
+//! | `facts` | what discovery needs of each file, derived from its bytes and remembered across runs |
 //! | `kustomize` | what a `kustomization.yaml` references, by role |
 //! | `resolve` | a folder's input files, as kustomize (or kustomize-controller) builds it |
 //! | `flux` / `plain` | the nodes of each mode |
@@ -24,6 +25,7 @@
 //! | `locate` | lines of keys in YAML text, for origins |
 
 mod bundle;
+mod facts;
 mod flux;
 mod kustomize;
 mod locate;
@@ -129,7 +131,7 @@ fn inputs(
     let mut sops = BTreeSet::new();
     for f in &c.manifests {
         tree.check_secrets(f)?;
-        if tree.docs(f)?.sops {
+        if tree.facts(f)?.sops {
             sops.insert(f.as_str().to_string());
         }
     }

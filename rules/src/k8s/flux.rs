@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hl_engine::{Edge, EdgeKind, Error, Layer, Node, Origin, RepoPath};
+use hl_engine::{Edge, EdgeKind, Error, Kind, Layer, Node, Origin, RepoPath};
 use serde_json::{Map, Value};
 
-use super::locate::Spans;
+use super::facts::FluxFacts;
 use super::resolve::{Collected, Kustomize};
-use super::tree::{is_flux_kustomization, Tree};
+use super::tree::Tree;
 use super::{at, concrete, FLUX, MODE};
 use crate::Ctx;
 
@@ -72,29 +72,19 @@ pub(super) fn discover(ctx: &Ctx, tree: &mut Tree, root: &RepoPath) -> Result<Ve
 fn scan(ctx: &Ctx, tree: &mut Tree, root: &RepoPath) -> Result<Vec<FluxDoc>, Error> {
     let mut out = Vec::new();
     for file in tree.flux_files(root) {
-        let parsed = tree.docs(&file)?;
-        let text = ctx.files.read_str(&file)?;
-        let spans = Spans::new(&text, parsed.docs.len());
-        for (i, doc) in parsed.docs.iter().enumerate() {
-            if is_flux_kustomization(doc) {
-                out.extend(read(ctx, &file, &spans, i, doc)?);
-            }
+        for f in &tree.facts(&file)?.flux {
+            out.extend(read(ctx, &file, f)?);
         }
     }
     Ok(out)
 }
 
-/// Reads document `i` of `file`; `None` for a template whose name Flux substitutes.
-fn read(
-    ctx: &Ctx,
-    file: &RepoPath,
-    spans: &Spans,
-    i: usize,
-    doc: &Value,
-) -> Result<Option<FluxDoc>, Error> {
-    let origin = spans.origin(file, spans.key(i, &["metadata", "name"]));
+/// Reads one Kustomization of `file`; `None` for a template whose name Flux substitutes.
+fn read(ctx: &Ctx, file: &RepoPath, f: &FluxFacts) -> Result<Option<FluxDoc>, Error> {
+    let doc = &f.doc;
+    let origin = f.name.origin(file);
     let Some(name) = doc.pointer("/metadata/name").and_then(Value::as_str) else {
-        let o = spans.origin(file, spans.key(i, &["kind"]));
+        let o = f.kind.origin(file);
         return Err(Error::repo(
             format!("Flux Kustomization in {o} has no metadata.name"),
             Some(o),
@@ -115,8 +105,8 @@ fn read(
         .get("spec")
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
-    let deps = depends_on(file, spans, i, name, &spec)?;
-    let path_origin = spans.origin(file, spans.key(i, &["spec", "path"]));
+    let deps = depends_on(file, f, name, &spec)?;
+    let path_origin = f.path.origin(file);
     Ok(Some(FluxDoc {
         file: file.clone(),
         name: name.to_string(),
@@ -129,19 +119,12 @@ fn read(
 }
 
 /// The `spec.dependsOn` entries (`{name, namespace?}`), each located at its `name:` line.
-fn depends_on(
-    file: &RepoPath,
-    spans: &Spans,
-    i: usize,
-    name: &str,
-    spec: &Value,
-) -> Result<Vec<Dep>, Error> {
-    const AT: [&str; 2] = ["spec", "dependsOn"];
+fn depends_on(file: &RepoPath, f: &FluxFacts, name: &str, spec: &Value) -> Result<Vec<Dep>, Error> {
     let entries = match spec.get("dependsOn") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
         Some(_) => {
-            let o = spans.origin(file, spans.key(i, &AT));
+            let o = f.depends_on.origin(file);
             return Err(Error::repo(
                 format!("spec.dependsOn of Flux Kustomization `{name}` in {o} is not a list"),
                 Some(o),
@@ -154,9 +137,10 @@ fn depends_on(
     };
     entries
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(j, e)| {
             let Some(dep) = e.get("name").and_then(Value::as_str) else {
-                let o = spans.origin(file, spans.key(i, &AT));
+                let o = f.depends_on.origin(file);
                 return Err(Error::repo(
                     format!("an entry of spec.dependsOn of Flux Kustomization `{name}` in {o} has no name"),
                     Some(o),
@@ -166,7 +150,7 @@ fn depends_on(
             Ok(Dep {
                 name: dep.to_string(),
                 namespace: e.get("namespace").and_then(Value::as_str).map(str::to_string),
-                origin: spans.origin(file, spans.entry(i, &AT, "name", dep)),
+                origin: f.deps.get(j).unwrap_or(&f.depends_on).origin(file),
             })
         })
         .collect()
@@ -212,40 +196,9 @@ fn build_inputs(
             )),
         )
     })?;
-    if !ctx.files.exists(&path) {
-        let source = d
-            .spec
-            .pointer("/sourceRef/kind")
-            .and_then(Value::as_str)
-            .unwrap_or("GitRepository");
-        if source != "GitRepository" {
-            ctx.note(format!(
-                "{o}: spec.path `{written}` of Flux Kustomization `{}` is not in this repo (its source is a {source}): no input files",
-                d.name
-            ));
-            return Ok(None);
-        }
-        return Err(Error::repo(
-            format!(
-                "spec.path `{written}` of Flux Kustomization `{}` in {o} does not exist",
-                d.name
-            ),
-            Some(o.clone()),
-            Some("spec.path is relative to the repo root: fix it, or create the folder".into()),
-        ));
-    }
-    ctx.files
-        .check_inside(&path)
-        .map_err(|e| at(e, o.clone()))?;
-    if !ctx.files.is_dir(&path) {
-        return Err(Error::repo(
-            format!(
-                "spec.path `{written}` of Flux Kustomization `{}` in {o} is a file, not a folder",
-                d.name
-            ),
-            Some(o.clone()),
-            Some("point spec.path at the folder holding the manifests".into()),
-        ));
+    // A folder a walk found exists and is inside the repo: only other paths are probed.
+    if tree.found(&path) != Some(Kind::Dir) && !probe_path(ctx, d, written, &path)? {
+        return Ok(None);
     }
     let mut roots = vec![path.clone()];
     for c in d
@@ -256,7 +209,7 @@ fn build_inputs(
         .flatten()
         .filter_map(Value::as_str)
     {
-        roots.push(component(ctx, &path, c, d)?);
+        roots.push(component(ctx, tree, &path, c, d)?);
     }
     let outer = d
         .spec
@@ -266,21 +219,73 @@ fn build_inputs(
     kustomize.collect(tree, &roots, outer).map(Some)
 }
 
+/// Refuses a `spec.path` that does not exist, leaves the repo or is not a folder; `false` when
+/// it is not in this repo (the Kustomization's source is another one), which is a note.
+fn probe_path(ctx: &Ctx, d: &FluxDoc, written: &str, path: &RepoPath) -> Result<bool, Error> {
+    let o = &d.path_origin;
+    if !ctx.files.exists(path) {
+        let source = d
+            .spec
+            .pointer("/sourceRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("GitRepository");
+        if source != "GitRepository" {
+            ctx.note(format!(
+                "{o}: spec.path `{written}` of Flux Kustomization `{}` is not in this repo (its source is a {source}): no input files",
+                d.name
+            ));
+            return Ok(false);
+        }
+        return Err(Error::repo(
+            format!(
+                "spec.path `{written}` of Flux Kustomization `{}` in {o} does not exist",
+                d.name
+            ),
+            Some(o.clone()),
+            Some("spec.path is relative to the repo root: fix it, or create the folder".into()),
+        ));
+    }
+    ctx.files.check_inside(path).map_err(|e| at(e, o.clone()))?;
+    if !ctx.files.is_dir(path) {
+        return Err(Error::repo(
+            format!(
+                "spec.path `{written}` of Flux Kustomization `{}` in {o} is a file, not a folder",
+                d.name
+            ),
+            Some(o.clone()),
+            Some("point spec.path at the folder holding the manifests".into()),
+        ));
+    }
+    Ok(true)
+}
+
 /// A `spec.components` folder, relative to `spec.path`.
-fn component(ctx: &Ctx, path: &RepoPath, written: &str, d: &FluxDoc) -> Result<RepoPath, Error> {
-    let o = crate::yaml::locate(ctx.files, &d.file, Some("components"), written);
+fn component(
+    ctx: &Ctx,
+    tree: &Tree,
+    path: &RepoPath,
+    written: &str,
+    d: &FluxDoc,
+) -> Result<RepoPath, Error> {
+    // Located only for an error: the file is not read otherwise.
+    let origin = || crate::yaml::locate(ctx.files, &d.file, Some("components"), written);
     let help = || Some("components are folders relative to spec.path, inside the repo".to_string());
     let p = path.join(written).map_err(|e| {
+        let o = origin();
         Error::repo(
             format!(
                 "spec.components of Flux Kustomization `{}` in {o}: {e}",
                 d.name
             ),
-            Some(o.clone()),
+            Some(o),
             help(),
         )
     })?;
+    if tree.found(&p) == Some(Kind::Dir) {
+        return Ok(p);
+    }
     if !ctx.files.is_dir(&p) {
+        let o = origin();
         return Err(Error::repo(
             format!(
                 "component `{written}` of Flux Kustomization `{}` in {o} is not a folder ({p})",
@@ -290,7 +295,7 @@ fn component(ctx: &Ctx, path: &RepoPath, written: &str, d: &FluxDoc) -> Result<R
             help(),
         ));
     }
-    ctx.files.check_inside(&p).map_err(|e| at(e, o))?;
+    ctx.files.check_inside(&p).map_err(|e| at(e, origin()))?;
     Ok(p)
 }
 

@@ -6,6 +6,23 @@
 use std::ops::Range;
 
 use hl_engine::{Origin, RepoPath};
+use serde::{Deserialize, Serialize};
+
+/// A place found by [`Spans`]: 1-based line and column, `(0, 0)` for the whole file. Kept
+/// in facts in place of the text it was found in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct At(pub u32, pub u32);
+
+impl At {
+    /// The origin of this place in `file`.
+    pub(super) fn origin(self, file: &RepoPath) -> Origin {
+        Origin {
+            path: file.clone(),
+            line: self.0,
+            col: self.1,
+        }
+    }
+}
 
 /// A YAML file's lines, split into the documents that [`crate::yaml::docs`] returns.
 pub(super) struct Spans<'t> {
@@ -70,13 +87,14 @@ impl<'t> Spans<'t> {
     /// An origin at line `line` (0-based) of `file`, at the key's column; the whole file
     /// when the line is unknown.
     pub(super) fn origin(&self, file: &RepoPath, line: Option<usize>) -> Origin {
+        self.at(line).origin(file)
+    }
+
+    /// Where [`Spans::origin`] points.
+    pub(super) fn at(&self, line: Option<usize>) -> At {
         match line.and_then(|i| self.lines.get(i).map(|l| (i, l))) {
-            Some((i, l)) => Origin {
-                path: file.clone(),
-                line: i as u32 + 1,
-                col: key_col(l) as u32,
-            },
-            None => Origin::file(file.clone()),
+            Some((i, l)) => At(i as u32 + 1, key_col(l) as u32),
+            None => At::default(),
         }
     }
 

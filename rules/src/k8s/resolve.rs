@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use hl_engine::{Error, RepoPath};
+use hl_engine::{Error, Kind, RepoPath};
 use serde_json::Value;
 
 use super::kustomize::{host_like, refs, remote};
@@ -117,13 +117,7 @@ impl Kustomize {
 
 /// A folder built from its kustomization file.
 fn explicit(tree: &mut Tree, kfile: &RepoPath) -> Result<Unit, Error> {
-    let parsed = tree.docs(kfile)?;
-    let doc = parsed
-        .docs
-        .iter()
-        .find(|d| d.is_object())
-        .cloned()
-        .unwrap_or(Value::Null);
+    let doc = tree.kustomization(kfile)?;
     let refs = refs(&doc);
     let mut unit = Unit {
         namespace: doc
@@ -238,6 +232,12 @@ fn resolve(
             Some("kustomize references are relative to the kustomization's folder and must stay inside the repo".into()),
         )
     })?;
+    // What a walk found exists and is inside the repo: only other paths are probed.
+    match tree.found(&path) {
+        Some(Kind::File) => return Ok(Target::File(path)),
+        Some(Kind::Dir) => return Ok(Target::Dir(path)),
+        _ => {}
+    }
     if !tree.files.exists(&path) {
         if host_like(reference) {
             return Ok(Target::Remote);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hl_engine::{
-    Artifact, EdgeKind, Error, FileSet, Node, RealizeCtx, RepoPath, Requirement, Rule,
+    Artifact, EdgeKind, Error, Facts, FileSet, Node, RealizeCtx, RepoPath, Requirement, Rule,
 };
 use serde_json::{json, Value};
 
@@ -356,6 +356,85 @@ fn every_file_is_read_once_per_run() {
     // discovery and the realize of every node.
     let total = walk_count(fixture.dir.path());
     assert_eq!(run.files_read, total - 2);
+}
+
+/// What one discovery gave, and the facts it derived or reused (`.hl/facts/k8s`).
+struct Load {
+    nodes: Value,
+    notes: Vec<String>,
+    files_read: u64,
+    facts: Facts,
+}
+
+/// Discovers alone, with a fresh [`FileSet`] offered `facts` from an earlier run, as `hl plan`
+/// does when the k8s loader runs again.
+fn load(root: &Path, facts: Facts) -> Load {
+    let files = FileSet::new(root).expect("file set");
+    files.remember(facts);
+    let mut topology = Topology::default();
+    topology.layout.kubernetes = "kubernetes".into();
+    let ctx = Ctx::new(
+        &files,
+        &topology,
+        RepoPath::new("inventory/topology.yaml").expect("path"),
+    );
+    let nodes = discover(&ctx).unwrap_or_else(|e| panic!("discovery failed: {e}"));
+    Load {
+        nodes: serde_json::to_value(nodes).expect("nodes are JSON"),
+        notes: ctx.notes.into_inner().expect("notes"),
+        files_read: files.stats.snapshot().files_read,
+        facts: files.take_facts(),
+    }
+}
+
+/// When the loader runs again after an edit, the edited file is the one file it reads: every
+/// other file's facts come from the run before. What it finds is what a fresh run finds,
+/// whichever role the edited file plays: a manifest, a kustomization file, a file holding a
+/// Flux Kustomization.
+#[test]
+fn a_second_load_reads_only_the_edited_file() {
+    let fixture = flux_fixture();
+    let root = fixture.dir.path();
+    let mut last = load(root, Facts::new());
+    assert!(last.files_read > 10, "the first load reads the tree");
+    let again = load(root, last.facts);
+    assert_eq!(again.files_read, 0, "nothing changed, nothing read");
+    assert_eq!(again.nodes, last.nodes);
+    last = again;
+    // The manifest's edit changes no node (only its content, which realize reads); the
+    // others change the web node's files and its edges.
+    for (file, from, to, changes_nodes) in [
+        (
+            "kubernetes/apps/default/web/app/deployment.yaml",
+            "replicas: 2\n",
+            "replicas: 30\n",
+            false,
+        ),
+        (
+            "kubernetes/base/web/kustomization.yaml",
+            "resources: [service.yaml]\n",
+            "resources: []\n",
+            true,
+        ),
+        (
+            "kubernetes/apps/default/web/ks.yaml",
+            "    - name: postgres\n",
+            "    - name: postgres-db\n",
+            true,
+        ),
+    ] {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path).expect("read fixture file");
+        assert!(text.contains(from), "{file}");
+        fixture.write(file, &text.replacen(from, to, 1));
+        let again = load(root, last.facts);
+        assert_eq!(again.files_read, 1, "{file} alone is read");
+        let fresh = load(root, Facts::new());
+        assert_eq!(again.nodes, fresh.nodes, "{file}");
+        assert_eq!(again.notes, fresh.notes, "{file}");
+        assert_eq!(again.nodes != last.nodes, changes_nodes, "{file}");
+        last = again;
+    }
 }
 
 fn walk_count(dir: &Path) -> u64 {

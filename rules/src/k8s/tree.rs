@@ -1,28 +1,21 @@
 //! The Kubernetes tree on disk: which YAML files exist (one walk per folder, with the `ignore`
-//! crate: hidden folders and git-ignored files skipped, symlinks not followed), each file
-//! parsed at most once (in parallel, since parsing is most of discovery's cost on a large
-//! tree), and the checks made on every file a node reads.
+//! crate: hidden folders and git-ignored files skipped, symlinks not followed), the facts of
+//! each file (derived at most once per run, in parallel since parsing is most of discovery's
+//! cost on a large tree, and remembered across runs: see [`super::facts`]), and the checks
+//! made on every file a node reads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use hl_engine::{Error, FileSet, Kind, Origin, RepoPath};
 use rayon::prelude::*;
 use serde_json::Value;
 
+use super::facts::{self, plaintext_secret, FileFacts};
 use super::kustomize::KUSTOMIZATION_FILES;
 use super::locate::Spans;
 use crate::yaml;
 
-/// A parsed YAML file.
-pub(super) struct Parsed {
-    /// Its documents, empty ones skipped.
-    pub docs: Vec<Value>,
-    /// Whether any document carries SOPS metadata.
-    pub sops: bool,
-}
-
-/// The files of the tree, walked and parsed on demand, each at most once.
+/// The files of the tree, walked on demand, each file's facts derived at most once.
 pub(super) struct Tree<'a> {
     /// The repo's files.
     pub files: &'a FileSet,
@@ -31,15 +24,15 @@ pub(super) struct Tree<'a> {
     index: BTreeMap<String, RepoPath>,
     /// The folders walked so far.
     walked: Vec<RepoPath>,
+    /// Every folder found by the walks.
+    dirs: HashSet<RepoPath>,
     /// Folder -> its kustomization file, seeded by the walks, else looked up once.
     kfiles: HashMap<RepoPath, Option<RepoPath>>,
-    /// Parse results. A failure stays here until a node reads the file: a broken file that
+    /// Facts by file. A failure stays here until a node reads the file: a broken file that
     /// nothing uses (a Helm template in the tree) is a note, not an error.
-    parsed: HashMap<RepoPath, Result<Arc<Parsed>, Error>>,
+    facts: HashMap<RepoPath, Result<FileFacts, Error>>,
     /// Files holding a Flux Kustomization.
     flux: BTreeSet<RepoPath>,
-    /// Files already checked for plaintext Secrets.
-    checked: HashSet<RepoPath>,
     /// Whether a non-manifest input (a generator file) is SOPS-encrypted.
     data_sops: HashMap<RepoPath, bool>,
 }
@@ -51,22 +44,24 @@ impl<'a> Tree<'a> {
             files,
             index: BTreeMap::new(),
             walked: Vec::new(),
+            dirs: HashSet::new(),
             kfiles: HashMap::new(),
-            parsed: HashMap::new(),
+            facts: HashMap::new(),
             flux: BTreeSet::new(),
-            checked: HashSet::new(),
             data_sops: HashMap::new(),
         }
     }
 
-    /// Walks `dir` unless a walk already covered it, and parses every new YAML file found.
+    /// Walks `dir` unless a walk already covered it, and derives the facts of every new YAML
+    /// file found.
     pub fn walk(&mut self, dir: &RepoPath) -> Result<(), Error> {
         if self.walked.iter().any(|w| dir.starts_with(w)) {
             return Ok(());
         }
         let listing = walk(self.files, dir)?;
         for d in listing.dirs {
-            self.kfiles.entry(d).or_insert(None);
+            self.kfiles.entry(d.clone()).or_insert(None);
+            self.dirs.insert(d);
         }
         let mut fresh = Vec::new();
         for f in listing.files {
@@ -77,23 +72,24 @@ impl<'a> Tree<'a> {
                     *slot = Some(f.clone());
                 }
             }
-            if !self.parsed.contains_key(&f) {
+            if !self.facts.contains_key(&f) {
                 fresh.push(f.clone());
             }
             self.index.insert(f.as_str().to_string(), f);
         }
         let files = self.files;
-        let results: Vec<(RepoPath, Result<Arc<Parsed>, Error>)> = fresh
+        let results: Vec<(RepoPath, Result<FileFacts, Error>)> = fresh
             .into_par_iter()
-            .map(|p| (p.clone(), parse(files, &p)))
+            .map(|p| {
+                let r = facts::file(files, &p);
+                (p, r)
+            })
             .collect();
         for (p, r) in results {
-            if r.as_ref()
-                .is_ok_and(|parsed| parsed.docs.iter().any(is_flux_kustomization))
-            {
+            if r.as_ref().is_ok_and(|f| !f.flux.is_empty()) {
                 self.flux.insert(p.clone());
             }
-            self.parsed.insert(p, r);
+            self.facts.insert(p, r);
         }
         self.walked.push(dir.clone());
         Ok(())
@@ -113,6 +109,18 @@ impl<'a> Tree<'a> {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(_, p)| p.clone())
             .collect())
+    }
+
+    /// What a walk found at `p`, a YAML file or a folder: either exists and is inside the
+    /// repo (walks follow no symlink), so a reference to it needs no probing.
+    pub fn found(&self, p: &RepoPath) -> Option<Kind> {
+        if self.index.contains_key(p.as_str()) {
+            Some(Kind::File)
+        } else if self.dirs.contains(p) {
+            Some(Kind::Dir)
+        } else {
+            None
+        }
     }
 
     /// The kustomization file of a folder, if it has one.
@@ -147,38 +155,52 @@ impl<'a> Tree<'a> {
         self.flux.contains(p)
     }
 
-    /// The documents of `p`, parsed once; a syntax error is returned (located) the first time
+    /// The facts of `p`, derived once; a syntax error is returned (located) the first time
     /// something reads the file.
-    pub fn docs(&mut self, p: &RepoPath) -> Result<Arc<Parsed>, Error> {
-        if let Some(Ok(parsed)) = self.parsed.get(p) {
-            return Ok(parsed.clone());
+    pub fn facts(&mut self, p: &RepoPath) -> Result<&FileFacts, Error> {
+        match self.facts.get(p) {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => {
+                if let Some(Err(e)) = self.facts.remove(p) {
+                    return Err(e);
+                }
+            }
+            None => {
+                let f = facts::file(self.files, p)?;
+                self.facts.insert(p.clone(), Ok(f));
+            }
         }
-        if let Some(Err(e)) = self.parsed.remove(p) {
-            return Err(e);
+        match self.facts.get(p) {
+            Some(Ok(f)) => Ok(f),
+            _ => unreachable!("the facts of {p} were derived above"),
         }
-        let parsed = parse(self.files, p)?;
-        self.parsed.insert(p.clone(), Ok(parsed.clone()));
-        Ok(parsed)
     }
 
-    /// Refuses a Secret with plaintext values in `p`, once per file. A SOPS-encrypted Secret
+    /// The document kustomize reads from the kustomization file `p` (`null` when it holds no
+    /// map); a syntax error is returned as [`Tree::facts`] returns it.
+    pub fn kustomization(&mut self, p: &RepoPath) -> Result<Value, Error> {
+        self.facts(p)?;
+        facts::kustomization(self.files, p)
+    }
+
+    /// Refuses a Secret with plaintext values in `p`. A SOPS-encrypted Secret
     /// passes, and so does one whose every value is a Flux `${VAR}` substitution: its values
     /// come from elsewhere (usually a SOPS-encrypted Secret named in `substituteFrom`).
     pub fn check_secrets(&mut self, p: &RepoPath) -> Result<(), Error> {
-        if !self.checked.insert(p.clone()) {
+        if !self.facts(p)?.plaintext_secret {
             return Ok(());
         }
-        let parsed = self.docs(p)?;
-        let Some((i, secret)) = parsed
-            .docs
+        // The facts say only whether: the error names the Secret and its line, from the text.
+        let text = self.files.read_str(p)?;
+        let docs = yaml::docs_of(&text, p)?;
+        let Some((i, secret)) = docs
             .iter()
             .enumerate()
             .find_map(|(i, d)| plaintext_secret(d).map(|s| (i, s)))
         else {
             return Ok(());
         };
-        let text = self.files.read_str(p)?;
-        let spans = Spans::new(&text, parsed.docs.len());
+        let spans = Spans::new(&text, docs.len());
         let origin = spans.origin(p, spans.key(i, &["kind"]));
         let name = secret
             .pointer("/metadata/name")
@@ -200,17 +222,12 @@ impl<'a> Tree<'a> {
         ))
     }
 
-    /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted:
-    /// dotenv and INI carry SOPS markers in their text, YAML and JSON a `sops` map.
+    /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted.
     pub fn data_is_sops(&mut self, p: &RepoPath) -> Result<bool, Error> {
         if let Some(&s) = self.data_sops.get(p) {
             return Ok(s);
         }
-        let bytes = self.files.read(p)?;
-        let sops = std::str::from_utf8(&bytes).is_ok_and(|text| {
-            yaml::text_is_sops(text)
-                || yaml::docs_of(text, p).is_ok_and(|docs| docs.iter().any(yaml::is_sops))
-        });
+        let sops = facts::data_is_sops(self.files, p)?;
         self.data_sops.insert(p.clone(), sops);
         Ok(sops)
     }
@@ -218,7 +235,7 @@ impl<'a> Tree<'a> {
     /// Notes for the walked files that did not parse and that no node reads.
     pub fn unused_failures(&mut self) -> Vec<String> {
         let mut failed: Vec<(RepoPath, String)> = self
-            .parsed
+            .facts
             .iter()
             .filter_map(|(p, r)| r.as_ref().err().map(|e| (p.clone(), e.to_string())))
             .collect();
@@ -228,50 +245,6 @@ impl<'a> Tree<'a> {
             .map(|(_, e)| format!("{e} (not read by any k8s node: skipped)"))
             .collect()
     }
-}
-
-/// Whether a document is a Flux Kustomization (any API version).
-pub(super) fn is_flux_kustomization(doc: &Value) -> bool {
-    doc.get("apiVersion")
-        .and_then(Value::as_str)
-        .is_some_and(|v| v.starts_with("kustomize.toolkit.fluxcd.io/"))
-        && doc.get("kind").and_then(Value::as_str) == Some("Kustomization")
-}
-
-/// The Secret in `doc` (itself, or an item of a `List`) that holds plaintext values, if any.
-fn plaintext_secret(doc: &Value) -> Option<&Value> {
-    let is_plain = |d: &Value| {
-        d.get("kind").and_then(Value::as_str) == Some("Secret")
-            && !yaml::is_sops(d)
-            && has_plaintext(d)
-    };
-    if is_plain(doc) {
-        return Some(doc);
-    }
-    if doc.get("kind").and_then(Value::as_str) == Some("List") && !yaml::is_sops(doc) {
-        return doc.get("items")?.as_array()?.iter().find(|d| is_plain(d));
-    }
-    None
-}
-
-/// Whether a Secret's `data` or `stringData` holds a value that is not empty and not a
-/// `${VAR}` substitution.
-fn has_plaintext(secret: &Value) -> bool {
-    ["data", "stringData"]
-        .iter()
-        .filter_map(|k| secret.get(*k).and_then(Value::as_object))
-        .flat_map(|m| m.values())
-        .any(|v| match v {
-            Value::Null => false,
-            Value::String(s) => !s.is_empty() && !s.contains("${"),
-            _ => true,
-        })
-}
-
-fn parse(files: &FileSet, p: &RepoPath) -> Result<Arc<Parsed>, Error> {
-    let docs = yaml::docs(files, p)?;
-    let sops = docs.iter().any(yaml::is_sops);
-    Ok(Arc::new(Parsed { docs, sops }))
 }
 
 /// kustomize's preference among kustomization file names.
