@@ -58,7 +58,7 @@ impl FileSet {
         derive: impl FnOnce(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.note(p);
-        let seen = self.source.seen(p);
+        let seen = self.seen_now(p);
         let key = (tag.to_string(), p.clone());
         if let Some(seen) = &seen {
             let hit = {

@@ -166,9 +166,10 @@ pub struct FileSet {
     watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Depth>>>,
     /// When this run started (ns since the epoch), to tell racy observations.
     started: i128,
-    /// Regular files already statted this run (by [`FileSet::still`]), so hashing does not stat
+    /// Paths already statted this run (by [`FileSet::still`], derivations and observations), so
+    /// a path is statted once whether the load cache holds, a loader runs again, or hashing
     /// them again.
-    statted: Mutex<FxHashMap<RepoPath, StatKey>>,
+    statted: Mutex<FxHashMap<RepoPath, Seen>>,
     /// Facts derived from single files, from earlier runs and this one.
     facts: Mutex<facts::Memory>,
     /// What this run did.
@@ -241,7 +242,7 @@ impl FileSet {
         let seen: Vec<Option<(RepoPath, Seen)>> = paths
             .par_iter()
             .map(|(p, depth)| {
-                let mut s = self.source.seen(p)?;
+                let mut s = self.seen_now(p)?;
                 // A regular file or a folder asked about for its kind: its kind is enough.
                 // (A symlink keeps its target's metadata: its target's kind can change.)
                 if *depth == Depth::Kind && matches!(s.kind, 1 | 2) {
@@ -286,7 +287,7 @@ impl FileSet {
                 if out.contains_key(&dir) {
                     break;
                 }
-                match self.source.seen(&dir) {
+                match self.seen_now(&dir) {
                     Some(s) if s.kind != 0 => {
                         out.insert(dir, s);
                         break;
@@ -304,29 +305,38 @@ impl FileSet {
 
     /// Whether everything a loader saw is still so (checked in parallel).
     pub fn still(&self, seen: &[(RepoPath, Seen)]) -> bool {
-        // Each regular file's metadata as statted now, kept so hashing does not stat it again.
-        let keys: Option<Vec<Option<(RepoPath, StatKey)>>> = seen
+        // Every path is statted even after a difference: a loader that runs again, and hashing,
+        // use these stats instead of making their own.
+        let now: Vec<(RepoPath, Option<Seen>)> = seen
             .par_iter()
-            .map(|(p, s)| {
+            .map(|(p, _)| {
                 Stats::bump(&self.stats.files_statted);
-                let now = self.source.seen(p)?;
-                let same = if s.key.is_none() && matches!(s.kind, 1 | 2) {
-                    // Recorded for its kind alone (see `note_kind`).
-                    now.kind == s.kind
-                } else {
-                    now == *s
-                };
-                same.then(|| now.key.filter(|_| now.kind == 1).map(|k| (p.clone(), k)))
+                (p.clone(), self.source.seen(p))
             })
             .collect();
-        let Some(keys) = keys else {
-            return false;
-        };
+        let same = seen.iter().zip(&now).all(|((_, s), (_, n))| match n {
+            // Recorded for its kind alone (see `note_kind`).
+            Some(n) if s.key.is_none() && matches!(s.kind, 1 | 2) => n.kind == s.kind,
+            n => n.as_ref() == Some(s),
+        });
+        let mut memo = self.statted.lock().expect("no panics hold this lock");
+        memo.reserve(now.len());
+        memo.extend(now.into_iter().filter_map(|(p, n)| Some((p, n?))));
+        same
+    }
+
+    /// What `p` is now: this run's stat of it if it has one, else a new one (remembered).
+    fn seen_now(&self, p: &RepoPath) -> Option<Seen> {
+        if let Some(s) = self.statted.lock().expect("no panics hold this lock").get(p) {
+            return Some(s.clone());
+        }
+        let s = self.source.seen(p)?;
+        Stats::bump(&self.stats.files_statted);
         self.statted
             .lock()
             .expect("no panics hold this lock")
-            .extend(keys.into_iter().flatten());
-        true
+            .insert(p.clone(), s.clone());
+        Some(s)
     }
 
     /// Declares paths whose content is a known git blob: their digest is derived from the blob
@@ -468,7 +478,7 @@ impl FileSet {
                 if let Some(oid) = self.identities.get(p) {
                     return Ok((p.clone(), None, git_identity(oid)));
                 }
-                let key = match memo.get(p).copied() {
+                let key = match memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key) {
                     Some(k) => Some(k),
                     None => {
                         let key = self.source.stat_key(p)?;
