@@ -49,7 +49,8 @@ impl FileSet {
     }
 
     /// What `derive` makes of the bytes of `p`, from an earlier run when `p` is as it was then
-    /// (the file is then neither read nor parsed). `tag` names the derivation and its version:
+    /// (the file is then neither read nor parsed). Only while [`FileSet::watch`]ing: facts
+    /// belong with a load recorded for the load cache. `tag` names the derivation and its version:
     /// change it when the derivation changes. An error is never remembered.
     pub fn derive<T: Serialize + DeserializeOwned>(
         &self,
@@ -58,7 +59,14 @@ impl FileSet {
         derive: impl FnOnce(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.note(p);
-        let seen = self.seen_now(p);
+        // Facts are kept only for a load being recorded for the load cache; any other load
+        // (a revision compared with `--against`) has no use for the file's metadata.
+        let watching = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .is_some();
+        let seen = if watching { self.seen_now(p) } else { None };
         let key = (tag.to_string(), p.clone());
         if let Some(seen) = &seen {
             let hit = {
@@ -118,12 +126,14 @@ mod tests {
         let (a, b) = (RepoPath::new("a").unwrap(), RepoPath::new("b").unwrap());
 
         let first = FileSet::new(dir.path()).unwrap();
+        first.watch();
         assert_eq!((lines(&first, &a), lines(&first, &b)), (3, 2));
         assert_eq!(count(&first), 2);
         let facts = first.take_facts();
         assert_eq!(facts.len(), 2);
 
         let second = FileSet::new(dir.path()).unwrap();
+        second.watch();
         second.remember(facts);
         assert_eq!((lines(&second, &a), lines(&second, &b)), (3, 2));
         assert_eq!(count(&second), 0, "both came back from the first run");
@@ -131,6 +141,7 @@ mod tests {
 
         std::fs::write(dir.path().join("b"), "1\n2\n3\n").unwrap();
         let third = FileSet::new(dir.path()).unwrap();
+        third.watch();
         third.remember(facts);
         assert_eq!((lines(&third, &a), lines(&third, &b)), (3, 4));
         assert_eq!(count(&third), 1, "only the edited file was read");
@@ -142,8 +153,10 @@ mod tests {
         std::fs::write(dir.path().join("a"), "abc").unwrap();
         let a = RepoPath::new("a").unwrap();
         let first = FileSet::new(dir.path()).unwrap();
+        first.watch();
         lines(&first, &a);
         let second = FileSet::new(dir.path()).unwrap();
+        second.watch();
         second.remember(first.take_facts());
         let len: usize = second.derive("test.len.v1", &a, |b| Ok(b.len())).unwrap();
         assert_eq!(len, 3);

@@ -327,7 +327,12 @@ impl FileSet {
 
     /// What `p` is now: this run's stat of it if it has one, else a new one (remembered).
     fn seen_now(&self, p: &RepoPath) -> Option<Seen> {
-        if let Some(s) = self.statted.lock().expect("no panics hold this lock").get(p) {
+        if let Some(s) = self
+            .statted
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+        {
             return Some(s.clone());
         }
         let s = self.source.seen(p)?;
