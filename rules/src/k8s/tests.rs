@@ -371,6 +371,7 @@ struct Load {
 fn load(root: &Path, facts: Facts) -> Load {
     let files = FileSet::new(root).expect("file set");
     files.remember(facts);
+    files.watch();
     let mut topology = Topology::default();
     topology.layout.kubernetes = "kubernetes".into();
     let ctx = Ctx::new(
