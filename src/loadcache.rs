@@ -6,9 +6,9 @@
 //! re-runs the Talos loader alone. The cache is tied to the hl binary that wrote it, since the
 //! loaders are code.
 //!
-//! MessagePack (a third smaller and faster to read than JSON). Each unit's nodes are a blob of
-//! their own: the blobs are decoded in parallel while the paths are statted, and a unit that
-//! did not change is written back as the bytes it was read as.
+//! MessagePack (a third smaller and faster to read than JSON). Each unit's observations and
+//! nodes are blobs of their own: they are decoded in parallel, the nodes while the paths are
+//! statted, and a unit that did not change is written back as the bytes it was read as.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,11 +18,13 @@ use hl_rules::{Discovered, Topology};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct Unit {
-    seen: Vec<(RepoPath, Seen)>,
+    /// MessagePack of what the unit's loader saw: `Vec<(RepoPath, Seen)>`.
+    #[serde(with = "serde_bytes")]
+    seen: Vec<u8>,
     /// MessagePack of [`Body`].
     #[serde(with = "serde_bytes")]
     body: Vec<u8>,
@@ -130,8 +132,11 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
     let (still, mut bodies): (BTreeMap<String, bool>, BTreeMap<String, Body>) = rayon::join(
         || {
             old_kinds
-                .iter()
-                .map(|(k, u)| (k.clone(), files.still(&u.seen)))
+                .par_iter()
+                .map(|(k, u)| {
+                    let seen: Option<Vec<(RepoPath, Seen)>> = rmp_serde::from_slice(&u.seen).ok();
+                    (k.clone(), seen.is_some_and(|s| files.still(&s)))
+                })
                 .collect()
         },
         || {
@@ -171,7 +176,8 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
                 }
                 let body = Body { nodes, notes };
                 let unit = Unit {
-                    seen: seen.unwrap_or_default(),
+                    seen: rmp_serde::to_vec(&seen.unwrap_or_default())
+                        .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))?,
                     body: rmp_serde::to_vec_named(&body)
                         .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))?,
                 };
