@@ -100,7 +100,7 @@ impl Session {
                 Ok(Node {
                     address: a.clone(),
                     layer: r.layer,
-                    params: r.params.get()?.clone(),
+                    params: r.params.get()?.clone().into(),
                     files: Vec::new(),
                     edges: Vec::new(),
                     labels: r.labels.clone(),

@@ -167,7 +167,7 @@ pub fn state_of(base: &Graph, eval: &Evaluation, registry: &Registry) -> Result<
                 input: ev.input,
                 output: ev.output,
                 built: ev.built,
-                params: Lazy::new(n.params.clone()),
+                params: Lazy::new(serde_json::Value::clone(&n.params)),
                 files: Lazy::new(ev.files.clone()),
                 inputs: ev.inputs.clone(),
                 labels: n.labels.clone(),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 
 use crate::address::Address;
-use crate::digest::{write_canonical, write_json_str, Content, Digest, Input, Output};
+use crate::digest::{write_json_str, Content, Digest, Input, Output};
 use crate::error::Error;
 use crate::files::{FileSet, RepoPath, Stats};
 use crate::graph::Graph;
@@ -148,7 +148,7 @@ pub fn input_digest(
     b.extend_from_slice(b"],\"kind\":");
     write_json_str(rule.kind(), &mut b);
     b.extend_from_slice(b",\"params\":");
-    write_canonical(&node.params, &mut b);
+    b.extend_from_slice(node.params.canonical().as_bytes());
     b.extend_from_slice(format!(",\"version\":{}}}", rule.version()).as_bytes());
     let h = blake3::hash(&b);
     Digest::from_bytes(*h.as_bytes())
@@ -334,7 +334,7 @@ mod tests {
                 .parse()
                 .unwrap_or_else(|_| "compose:ab@H".parse().unwrap()),
             layer: Layer::L4,
-            params: json!({"z": 1, "a": ["x", {"k": "v\n"}]}),
+            params: json!({"z": 1, "a": ["x", {"k": "v\n"}]}).into(),
             files: vec![],
             edges: vec![],
             labels: Default::default(),

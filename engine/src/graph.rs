@@ -260,7 +260,7 @@ mod tests {
         Node {
             address: addr.parse().unwrap(),
             layer,
-            params: serde_json::Value::Null,
+            params: serde_json::Value::Null.into(),
             files: vec![],
             edges: deps
                 .iter()

@@ -27,6 +27,7 @@ pub mod files;
 pub mod graph;
 pub mod lock;
 pub mod node;
+pub mod params;
 pub mod plan;
 pub mod repopath;
 pub mod scheduler;
@@ -45,6 +46,7 @@ pub use graph::Graph;
 pub use node::{
     ApplyCtx, Artifact, Edge, EdgeKind, Node, Observed, Origin, RealizeCtx, Requirement, Rule,
 };
+pub use params::Params;
 pub use plan::{Action, Cause, Plan, Step};
 pub use scheduler::{FailureKind, JobError};
 pub use select::Selector;

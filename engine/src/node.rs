@@ -5,12 +5,12 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::address::{Address, Layer};
 use crate::digest::{Digest, Output};
 use crate::error::Error;
 use crate::files::{FileSet, RepoPath};
+use crate::params::Params;
 use crate::scheduler::{JobCtx, JobError};
 use crate::transport::Transport;
 
@@ -88,7 +88,7 @@ pub struct Node {
     /// Its layer.
     pub layer: Layer,
     /// Parameters from the repo, canonicalised by the rule; hashed and diffed key by key.
-    pub params: Value,
+    pub params: Params,
     /// Files whose content goes into the node (deduplicated, sorted by the graph).
     pub files: Vec<RepoPath>,
     /// Its dependencies.

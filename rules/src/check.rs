@@ -87,7 +87,7 @@ fn check_node(ctx: &Ctx, addr: &Address, req: &Requirement) -> Node {
     Node {
         address: addr.clone(),
         layer: Layer::L0,
-        params,
+        params: params.into(),
         files: Vec::new(),
         edges: Vec::new(),
         labels,
@@ -127,7 +127,8 @@ pub struct Outcome {
 
 /// Runs a check node: reads only.
 pub fn run(node: &Node, topology: &Topology) -> Outcome {
-    let req: Option<Requirement> = serde_json::from_value(node.params.clone()).ok();
+    let req: Option<Requirement> =
+        serde_json::from_value(serde_json::Value::clone(&node.params)).ok();
     let pass = |detail: String| Outcome {
         ok: true,
         warning: false,

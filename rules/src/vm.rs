@@ -112,7 +112,7 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
         out.push(Node {
             address: address("vm", &host, None, &origin)?,
             layer: Layer::L2,
-            params,
+            params: params.into(),
             files: Vec::new(),
             edges,
             labels,

@@ -58,7 +58,7 @@ impl Env {
         Some(Node {
             address: addr.clone(),
             layer: rec.layer,
-            params: rec.params.get().ok()?.clone(),
+            params: rec.params.get().ok()?.clone().into(),
             files: Vec::new(),
             edges: Vec::new(),
             labels: rec.labels.clone(),
@@ -203,7 +203,7 @@ impl Env {
             input,
             output,
             built: true,
-            params: Lazy::new(node.params.clone()),
+            params: Lazy::new(serde_json::Value::clone(&node.params)),
             files: Lazy::new(ev.files.clone()),
             inputs,
             labels: node.labels.clone(),

@@ -74,7 +74,7 @@ fn adopt(s: &Session, args: AdoptArgs) -> Result<u8, Error> {
             input: ev.input,
             output: ev.output,
             built: ev.built,
-            params: Lazy::new(node.params.clone()),
+            params: Lazy::new(serde_json::Value::clone(&node.params)),
             files: Lazy::new(ev.files.clone()),
             inputs: ev.inputs.clone(),
             labels: node.labels.clone(),

@@ -53,7 +53,7 @@ impl Rule for ComposeRule {
         Layer::L4
     }
     fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
-        let p: Params = serde_json::from_value(node.params.clone())
+        let p: Params = serde_json::from_value(serde_json::Value::clone(&node.params))
             .map_err(|e| Error::Internal(format!("{}: bad params: {e}", node.address)))?;
         // The release as it lands on the host: the merged project as `compose.yaml` (JSON is
         // YAML), and every other input at its path relative to the service folder, so the
@@ -434,7 +434,7 @@ fn node(
     Ok(Node {
         address: addr,
         layer: Layer::L4,
-        params,
+        params: params.into(),
         files,
         edges,
         labels: ctx.host_labels(&p.host),

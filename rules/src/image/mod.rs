@@ -138,7 +138,7 @@ fn recipe(ctx: &Ctx, path: &RepoPath, name: &str) -> Result<Node, Error> {
     Ok(Node {
         address: address("image", name, None, &origin)?,
         layer: Layer::L1,
-        params,
+        params: params.into(),
         files,
         edges,
         labels: Default::default(),

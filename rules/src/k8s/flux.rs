@@ -331,7 +331,7 @@ fn node(
     Ok(Node {
         address,
         layer: Layer::L4,
-        params: Value::Object(params),
+        params: Value::Object(params).into(),
         files,
         edges,
         labels: BTreeSet::new(),

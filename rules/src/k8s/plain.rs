@@ -29,7 +29,7 @@ pub(super) fn discover(ctx: &Ctx, tree: &mut Tree, root: &RepoPath) -> Result<Ve
             nodes.push(Node {
                 address,
                 layer: Layer::L4,
-                params: Value::Object(params),
+                params: Value::Object(params).into(),
                 files,
                 edges: Vec::new(),
                 labels: BTreeSet::new(),

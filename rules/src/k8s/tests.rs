@@ -486,7 +486,7 @@ fn plain_mode_makes_one_node_per_app_folder() {
         ]
     );
     assert_eq!(
-        jellyfin.params,
+        *jellyfin.params,
         json!({"mode": "plain", "group": "apps", "app": "jellyfin"})
     );
     assert_eq!(

@@ -221,7 +221,7 @@ impl Cluster {
         Ok(Node {
             address: crate::address("talos", hostname, None, &origin)?,
             layer: Layer::L3,
-            params,
+            params: params.into(),
             files,
             edges: self.placement(hostname, &origin)?.into_iter().collect(),
             labels: labels(ctx, hostname),
