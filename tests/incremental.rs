@@ -4,25 +4,8 @@
 
 mod common;
 
-use common::{stat, Lab};
+use common::{changes, expect, stat, Lab};
 use serde_json::Value;
-
-/// The changes planned, L0 checks aside.
-fn updates(plan: &Value) -> Vec<String> {
-    plan["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter(|s| s["action"] != "noop" && s["action"] != "check")
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["action"].as_str().unwrap(),
-                s["address"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
 
 const OVERRIDE: &str = "hosts/SATURN/runtime/forgejo/docker-compose.override.yml";
 const OVERRIDE_TEXT: &str =
@@ -51,7 +34,10 @@ fn a_config_file_edit_runs_no_loader() {
     });
     let (code, plan) = lab.plan_json(&["--stats"]);
     assert_eq!(code, 2, "{plan}");
-    assert_eq!(updates(&plan), ["update compose:mosquitto@CHELSTY-INFRA"]);
+    assert_eq!(
+        changes(&plan),
+        expect([("compose:mosquitto@CHELSTY-INFRA", "update")])
+    );
     assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
     assert_eq!(stat(&plan, "files_hashed"), 1, "{}", plan["stats"]);
     // A file turning into a folder is a change of kind: the compose loader runs again.
@@ -61,17 +47,24 @@ fn a_config_file_edit_runs_no_loader() {
     assert_eq!(stat(&plan, "loaders_run"), 1, "{}", plan["stats"]);
 }
 
-/// A host override appearing where none was (two folders deep) is planned at once, though the
-/// loader only looked for it and found nothing last time.
-#[test]
-fn an_override_appearing_where_none_was_is_planned() {
-    let lab = Lab::adopted();
+/// Plans once, writes the override, and checks that the next plan updates that service.
+fn override_appears(lab: &Lab) {
     let (code, _) = lab.plan_json(&[]);
     assert_eq!(code, 0);
     lab.write(OVERRIDE, OVERRIDE_TEXT);
     let (code, plan) = lab.plan_json(&[]);
     assert_eq!(code, 2, "{plan}");
-    assert_eq!(updates(&plan), ["update compose:forgejo@SATURN"]);
+    assert_eq!(
+        changes(&plan),
+        expect([("compose:forgejo@SATURN", "update")])
+    );
+}
+
+/// A host override appearing where none was (two folders deep) is planned at once, though the
+/// loader only looked for it and found nothing last time.
+#[test]
+fn an_override_appearing_where_none_was_is_planned() {
+    override_appears(&Lab::adopted());
 }
 
 /// The same when the folder above it already existed (empty) at the last plan.
@@ -79,12 +72,7 @@ fn an_override_appearing_where_none_was_is_planned() {
 fn an_override_appearing_in_an_existing_folder_is_planned() {
     let lab = Lab::adopted();
     std::fs::create_dir_all(lab.path("hosts/SATURN/runtime")).unwrap();
-    let (code, _) = lab.plan_json(&[]);
-    assert_eq!(code, 0);
-    lab.write(OVERRIDE, OVERRIDE_TEXT);
-    let (code, plan) = lab.plan_json(&[]);
-    assert_eq!(code, 2, "{plan}");
-    assert_eq!(updates(&plan), ["update compose:forgejo@SATURN"]);
+    override_appears(&lab);
     // And gone again: back to the recorded state.
     std::fs::remove_file(lab.path(OVERRIDE)).unwrap();
     let (code, plan) = lab.plan_json(&[]);

@@ -89,8 +89,8 @@ pub struct Seen {
     pub key: Option<StatKey>,
 }
 
-/// How much of a path a loader depended on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much of a path a loader depended on (ordered: deeper is greater).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Depth {
     /// Its kind: file, folder, symlink, absent.
     Kind,
@@ -205,27 +205,26 @@ impl FileSet {
     }
 
     fn note(&self, p: &RepoPath) {
-        if let Some(w) = self
-            .watched
-            .lock()
-            .expect("no panics hold this lock")
-            .as_mut()
-        {
-            w.insert(p.clone(), Depth::Content);
-        }
+        self.record(p, Depth::Content);
     }
 
     /// Notes a path whose kind alone a loader asked about (is it a file, a folder, there at
     /// all): editing that file, or adding entries to that folder, does not change what the
     /// loader found, so only its kind is recorded.
     fn note_kind(&self, p: &RepoPath) {
+        self.record(p, Depth::Kind);
+    }
+
+    /// Records a dependency on `p` while watching; the deeper of two records of a path wins.
+    fn record(&self, p: &RepoPath, depth: Depth) {
         if let Some(w) = self
             .watched
             .lock()
             .expect("no panics hold this lock")
             .as_mut()
         {
-            w.entry(p.clone()).or_insert(Depth::Kind);
+            let d = w.entry(p.clone()).or_insert(depth);
+            *d = (*d).max(depth);
         }
     }
 
