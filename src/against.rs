@@ -62,10 +62,12 @@ pub fn compare(
     let base_label = base_files.label();
     let head_label = head_files.label();
 
-    let head_lab = hl_rules::load(&head_files, &[]).map_err(|e| e.on_side(&head_label))?;
-    let base_lab = hl_rules::load(&base_files, &[]).map_err(|e| e.on_side(&base_label))?;
-    let head_graph = Graph::build(head_lab.nodes.clone()).map_err(|e| e.on_side(&head_label))?;
-    let base_graph = Graph::build(base_lab.nodes.clone()).map_err(|e| e.on_side(&base_label))?;
+    let mut head_lab = hl_rules::load(&head_files, &[]).map_err(|e| e.on_side(&head_label))?;
+    let mut base_lab = hl_rules::load(&base_files, &[]).map_err(|e| e.on_side(&base_label))?;
+    let head_graph =
+        Graph::build(std::mem::take(&mut head_lab.nodes)).map_err(|e| e.on_side(&head_label))?;
+    let base_graph =
+        Graph::build(std::mem::take(&mut base_lab.nodes)).map_err(|e| e.on_side(&base_label))?;
     let registry = hl_rules::registry();
     let caches = Caches::open(&cache_dir(opts))?;
     let (head_eval, base_eval) = compare::evaluate_pair(
