@@ -121,7 +121,8 @@ impl Env {
                     eprintln!("warning: {msg}");
                     job.say(msg);
                 }
-                Fetched::Miss => job.say("cache: artifact not in the store; rebuilding it"),
+                // A plan records what a node renders to without storing it.
+                Fetched::Miss => {}
             }
         }
         job.say(if rule.cheap() {
