@@ -51,7 +51,8 @@ pub struct Session {
     pub eval: Evaluation,
     /// The full plan (before selection).
     pub plan: Plan,
-    next_stat: StatCache,
+    /// The stat cache to save, when this run learnt something (a file hashed, added or gone).
+    next_stat: Option<StatCache>,
     /// Whether the stat cache learnt something (a file hashed, a file added or gone).
     stat_dirty: bool,
     /// What loading learnt, to save.
@@ -122,7 +123,9 @@ impl Session {
         let plan = phase("plan", || {
             plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)
         })?;
-        let stat_dirty = files.stats.snapshot().files_hashed > 0 || !next_stat.same_entries(&stat);
+        let stat_dirty = next_stat
+            .as_ref()
+            .is_some_and(|n| files.stats.snapshot().files_hashed > 0 || !n.same_entries(&stat));
         Ok(Session {
             stat_dirty,
             learnt,
@@ -154,11 +157,11 @@ impl Session {
             }
             hl_cache::write_cached(&hl_dir(&self.root).join("loadcache"), bytes)?;
         }
-        if !self.stat_dirty {
+        let Some(next) = self.next_stat.as_ref().filter(|_| self.stat_dirty) else {
             return Ok(());
-        }
+        };
         ensure_hl_dir(&self.root)?;
-        self.next_stat.save(&hl_dir(&self.root).join("statcache"))
+        next.save(&hl_dir(&self.root).join("statcache"))
     }
 
     /// The plan narrowed to a selection (checked: an unknown `--target` is an error).

@@ -159,7 +159,8 @@ pub fn unbuilt_output(input: &Digest<Input>) -> Digest<Output> {
     Digest::of(format!("unbuilt:{}", input.hex()).as_bytes())
 }
 
-/// Hashes every node of the graph. Returns the evaluation and the stat cache to save.
+/// Hashes every node of the graph. Returns the evaluation and the stat cache to save (`None`:
+/// the one given is still right).
 pub fn evaluate(
     graph: &Graph,
     registry: &Registry,
@@ -167,7 +168,7 @@ pub fn evaluate(
     stat: &StatCache,
     caches: &Caches,
     state: &State,
-) -> Result<(Evaluation, StatCache), Error> {
+) -> Result<(Evaluation, Option<StatCache>), Error> {
     let mut all: Vec<RepoPath> = graph
         .nodes()
         .flat_map(|n| n.files.iter().cloned())

@@ -472,15 +472,20 @@ impl FileSet {
 
     /// Hashes every path (in parallel), trusting the stat cache where a file's size, times and
     /// inode are unchanged, so a no-op run reads and hashes nothing. Returns the stat cache to
-    /// save.
-    pub fn hash_all(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatCache, Error> {
-        type Hashed = (RepoPath, Option<StatKey>, Digest<Content>);
+    /// save, or `None` when it would be the one given (every path found in it, and nothing
+    /// else in it): a large no-op then builds no new cache of 50,000 entries to throw away.
+    pub fn hash_all(
+        &self,
+        paths: &[RepoPath],
+        cache: &StatCache,
+    ) -> Result<Option<StatCache>, Error> {
+        type Hashed = (RepoPath, Option<StatKey>, Digest<Content>, bool);
         let memo = std::mem::take(&mut *self.statted.lock().expect("no panics hold this lock"));
         let results: Vec<Result<Hashed, Error>> = paths
             .par_iter()
             .map(|p| {
                 if let Some(oid) = self.identities.get(p) {
-                    return Ok((p.clone(), None, git_identity(oid)));
+                    return Ok((p.clone(), None, git_identity(oid), false));
                 }
                 let key = match memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key) {
                     Some(k) => Some(k),
@@ -493,24 +498,29 @@ impl FileSet {
                     }
                 };
                 if let Some(d) = key.as_ref().and_then(|k| cache.lookup(p, k)) {
-                    return Ok((p.clone(), key, d));
+                    return Ok((p.clone(), key, d, true));
                 }
                 let bytes = self.read(p)?;
                 Stats::bump(&self.stats.files_hashed);
-                Ok((p.clone(), key, Digest::of(&bytes)))
+                Ok((p.clone(), key, Digest::of(&bytes), false))
             })
             .collect();
-        let mut next = StatCache::fresh_like(cache);
+        let results: Vec<Hashed> = results.into_iter().collect::<Result<_, _>>()?;
+        let unchanged = results.len() == cache.len() && results.iter().all(|r| r.3);
         let mut digests = self.digests.write().expect("no panics hold this lock");
         digests.reserve(results.len());
-        for r in results {
-            let (p, key, d) = r?;
+        if unchanged {
+            digests.extend(results.into_iter().map(|(p, _, d, _)| (p, d)));
+            return Ok(None);
+        }
+        let mut next = StatCache::fresh_like(cache);
+        for (p, key, d, _) in results {
             if let Some(key) = key {
                 next.insert(p.clone(), key, d);
             }
             digests.insert(p, d);
         }
-        Ok(next)
+        Ok(Some(next))
     }
 
     /// The content digest of a path hashed by [`FileSet::hash_all`].
