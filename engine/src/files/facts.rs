@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{FileSet, Seen};
+use super::{walk_dependencies, Entry, FileSet, Kind, Seen};
 use crate::error::Error;
 use crate::repopath::RepoPath;
 
@@ -104,6 +104,104 @@ impl FileSet {
     }
 }
 
+/// A walk remembered: the entries, and what each path it depended on was then.
+#[derive(Serialize, Deserialize)]
+struct Walked {
+    deps: Vec<(RepoPath, Seen)>,
+    /// (path, 0 file, 1 folder, 2 symlink, 3 other).
+    entries: Vec<(RepoPath, u8)>,
+}
+
+fn walk_tag(hidden: bool) -> String {
+    format!("walk.v1.{}", if hidden { "hidden" } else { "visible" })
+}
+
+impl FileSet {
+    /// The entries of a walk from an earlier run, when every folder it went through and every
+    /// .gitignore that shaped it are as they were (their stats are this run's, mostly made
+    /// already by the load cache's check): a loader that runs again after one edit does not
+    /// walk its whole tree again.
+    pub(super) fn walk_remembered(&self, dir: &RepoPath, hidden: bool) -> Option<Vec<Entry>> {
+        let key = (walk_tag(hidden), dir.clone());
+        let fact = self
+            .facts
+            .lock()
+            .expect("no panics hold this lock")
+            .known
+            .get(&key)?
+            .clone();
+        if self.seen_now(dir).as_ref() != Some(&fact.seen) {
+            return None;
+        }
+        let walked: Walked = serde_json::from_slice(&fact.value).ok()?;
+        if !walked
+            .deps
+            .iter()
+            .all(|(p, s)| self.seen_now(p).as_ref() == Some(s))
+        {
+            return None;
+        }
+        let entries = walked
+            .entries
+            .into_iter()
+            .map(|(path, k)| Entry {
+                path,
+                kind: match k {
+                    0 => Kind::File,
+                    1 => Kind::Dir,
+                    2 => Kind::Symlink,
+                    _ => Kind::Other,
+                },
+            })
+            .collect();
+        self.facts
+            .lock()
+            .expect("no panics hold this lock")
+            .used
+            .insert(key, fact);
+        Some(entries)
+    }
+
+    /// Keeps a walk for the next run, unless something it depended on is racy.
+    pub(super) fn remember_walk(&self, dir: &RepoPath, hidden: bool, entries: &[Entry]) {
+        let Some(seen) = self.seen_now(dir) else {
+            return;
+        };
+        let mut deps = Vec::new();
+        for p in walk_dependencies(dir, entries) {
+            let Some(s) = self.seen_now(&p) else {
+                return;
+            };
+            if s.key.is_some_and(|k| k.mtime_ns() >= self.started) {
+                return;
+            }
+            deps.push((p, s));
+        }
+        let walked = Walked {
+            deps,
+            entries: entries
+                .iter()
+                .map(|e| {
+                    let k = match e.kind {
+                        Kind::File => 0,
+                        Kind::Dir => 1,
+                        Kind::Symlink => 2,
+                        Kind::Other => 3,
+                    };
+                    (e.path.clone(), k)
+                })
+                .collect(),
+        };
+        if let Ok(value) = serde_json::to_vec(&walked) {
+            self.facts
+                .lock()
+                .expect("no panics hold this lock")
+                .used
+                .insert((walk_tag(hidden), dir.clone()), Fact { seen, value });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +258,53 @@ mod tests {
         second.remember(first.take_facts());
         let len: usize = second.derive("test.len.v1", &a, |b| Ok(b.len())).unwrap();
         assert_eq!(len, 3);
+    }
+
+    fn walked(dir: &std::path::Path, facts: Facts) -> (Vec<String>, Facts) {
+        let files = FileSet::new(dir).unwrap();
+        files.remember(facts);
+        files.watch();
+        let entries = files.walk(&RepoPath::new("k").unwrap(), false).unwrap();
+        let names = entries
+            .iter()
+            .map(|e| e.path.as_str().to_string())
+            .collect();
+        (names, files.take_facts())
+    }
+
+    /// A remembered walk is the walk: a file appearing two folders down, a `.gitignore`
+    /// appearing, a folder going away, each shows on the next walk.
+    #[test]
+    fn a_remembered_walk_sees_what_changed_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("k/a/b")).unwrap();
+        std::fs::write(root.join("k/a/b/one.yaml"), "x").unwrap();
+        std::fs::create_dir_all(root.join("k/c")).unwrap();
+        // Old enough not to be racy.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (first, facts) = walked(root, Facts::new());
+        assert_eq!(first, ["k/a", "k/a/b", "k/a/b/one.yaml", "k/c"]);
+        assert!(
+            facts.keys().any(|(t, _)| t.starts_with("walk.")),
+            "the walk is kept"
+        );
+        let (again, facts) = walked(root, facts);
+        assert_eq!(again, first);
+
+        std::fs::write(root.join("k/a/b/two.yaml"), "y").unwrap();
+        let (grown, facts) = walked(root, facts);
+        assert_eq!(
+            grown,
+            ["k/a", "k/a/b", "k/a/b/one.yaml", "k/a/b/two.yaml", "k/c"]
+        );
+
+        std::fs::write(root.join("k/a/.gitignore"), "one.yaml\n").unwrap();
+        let (ignored, facts) = walked(root, facts);
+        assert_eq!(ignored, ["k/a", "k/a/b", "k/a/b/two.yaml", "k/c"]);
+
+        std::fs::remove_dir(root.join("k/c")).unwrap();
+        let (shrunk, _) = walked(root, facts);
+        assert_eq!(shrunk, ["k/a", "k/a/b", "k/a/b/two.yaml"]);
     }
 }

@@ -89,6 +89,32 @@ pub struct Seen {
     pub key: Option<StatKey>,
 }
 
+/// What a walk of `dir` depends on: every folder it went through (their mtimes move when
+/// entries come and go) and the .gitignore files that shaped it, in those folders and above.
+fn walk_dependencies(dir: &RepoPath, entries: &[Entry]) -> Vec<RepoPath> {
+    let mut out = Vec::new();
+    let dirs = entries
+        .iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .map(|e| e.path.clone())
+        .chain(std::iter::once(dir.clone()));
+    for d in dirs {
+        if let Ok(g) = d.join(".gitignore") {
+            out.push(g);
+        }
+        out.push(d);
+    }
+    // Above the walk only the .gitignore files matter, not what else the folders hold.
+    let mut up = dir.clone();
+    while !up.as_str().is_empty() {
+        up = up.parent();
+        if let Ok(g) = up.join(".gitignore") {
+            out.push(g);
+        }
+    }
+    out
+}
+
 /// How much of a path a loader depended on (ordered: deeper is greater).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Depth {
@@ -407,34 +433,27 @@ impl FileSet {
 
     /// Every entry below `dir`, sorted; see [`Source::walk`].
     pub fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
-        let entries = self.source.walk(dir, hidden)?;
-        if self
+        let watching = self
             .watched
             .lock()
             .expect("no panics hold this lock")
-            .is_some()
+            .is_some();
+        let entries = match watching
+            .then(|| self.walk_remembered(dir, hidden))
+            .flatten()
         {
-            // A walk depends on every folder it went through (their mtimes move when entries
-            // come and go) and on the .gitignore files that shaped it, up to the root.
-            let mut dirs: Vec<RepoPath> = entries
-                .iter()
-                .filter(|e| e.kind == Kind::Dir)
-                .map(|e| e.path.clone())
-                .collect();
-            dirs.push(dir.clone());
-            for d in &dirs {
-                self.note(d);
-                if let Ok(g) = d.join(".gitignore") {
-                    self.note(&g);
+            Some(entries) => entries,
+            None => {
+                let entries = self.source.walk(dir, hidden)?;
+                if watching {
+                    self.remember_walk(dir, hidden, &entries);
                 }
+                entries
             }
-            // Above the walk only the .gitignore files matter, not what else the folders hold.
-            let mut up = dir.clone();
-            while !up.as_str().is_empty() {
-                up = up.parent();
-                if let Ok(g) = up.join(".gitignore") {
-                    self.note(&g);
-                }
+        };
+        if watching {
+            for p in walk_dependencies(dir, &entries) {
+                self.note(&p);
             }
         }
         Ok(entries)
