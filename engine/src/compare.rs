@@ -20,7 +20,7 @@ use crate::files::{FileSet, RepoPath};
 use crate::graph::Graph;
 use crate::node::Node;
 use crate::statcache::StatCache;
-use crate::state::{Lazy, Record, State, STATE_FORMAT};
+use crate::state::{Record, State, STATE_FORMAT};
 
 /// One side of a comparison.
 pub struct Side<'a> {
@@ -159,21 +159,7 @@ pub fn state_of(base: &Graph, eval: &Evaluation, registry: &Registry) -> Result<
             continue;
         }
         let ev = &eval[&n.address];
-        nodes.insert(
-            n.address.clone(),
-            Record {
-                layer: n.layer,
-                rule_version: rule.version(),
-                input: ev.input,
-                output: ev.output,
-                built: ev.built,
-                params: Lazy::new(serde_json::Value::clone(&n.params)),
-                files: Lazy::new(ev.files.clone()),
-                inputs: ev.inputs.clone(),
-                labels: n.labels.clone(),
-                via: "base".into(),
-            },
-        );
+        nodes.insert(n.address.clone(), Record::of(n, rule.version(), ev, "base"));
     }
     Ok(State {
         format_version: STATE_FORMAT,

@@ -52,6 +52,29 @@ fn yes() -> bool {
     true
 }
 
+impl Record {
+    /// What applying (or adopting, `via`) a node's evaluation records.
+    pub fn of(
+        node: &crate::node::Node,
+        rule_version: u32,
+        ev: &crate::evaluate::Evaluated,
+        via: &str,
+    ) -> Record {
+        Record {
+            layer: node.layer,
+            rule_version,
+            input: ev.input,
+            output: ev.output,
+            built: ev.built,
+            params: Lazy::new(Value::clone(&node.params)),
+            files: Lazy::new(ev.files.clone()),
+            inputs: ev.inputs.clone(),
+            labels: node.labels.clone(),
+            via: via.into(),
+        }
+    }
+}
+
 /// A part of a record read from the state file but parsed only when used. A plan compares
 /// every record's digests, but reads the parameters and input files of changed nodes alone,
 /// and on a large homelab those are most of the file (a no-op plan parsed them all, 15 MB).

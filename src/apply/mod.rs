@@ -15,7 +15,7 @@ use hl_engine::evaluate::input_digest;
 use hl_engine::scheduler::{Job, JobCtx};
 use hl_engine::{
     Action, Address, ApplyCtx, Artifact, Caches, Digest, EdgeKind, Evaluation, FileSet, Graph,
-    JobError, Lazy, Node, Origin, Output, RealizeCtx, Record, Registry, RepoPath, Step, Transport,
+    JobError, Node, Origin, Output, RealizeCtx, Record, Registry, RepoPath, Step, Transport,
 };
 
 /// Everything the jobs of one apply share.
@@ -199,16 +199,11 @@ impl Env {
             .expect("no panics hold this lock")
             .insert(addr.clone(), output);
         Ok(Done::Recorded(Box::new(Record {
-            layer: node.layer,
-            rule_version: rule.version(),
             input,
             output,
             built: true,
-            params: Lazy::new(serde_json::Value::clone(&node.params)),
-            files: Lazy::new(ev.files.clone()),
             inputs,
-            labels: node.labels.clone(),
-            via: "apply".into(),
+            ..Record::of(node, rule.version(), ev, "apply")
         })))
     }
 }

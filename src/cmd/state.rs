@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
-use hl_engine::{Error, Lazy, Record};
+use hl_engine::{Error, Record};
 
 use crate::session::{ensure_hl_dir, state_path, Options, Session};
 
@@ -68,18 +68,7 @@ fn adopt(s: &Session, args: AdoptArgs) -> Result<u8, Error> {
         for p in ev.files.keys() {
             s.caches.store.put(&s.files.read(p)?)?;
         }
-        let record = Record {
-            layer: node.layer,
-            rule_version: rule.version(),
-            input: ev.input,
-            output: ev.output,
-            built: ev.built,
-            params: Lazy::new(serde_json::Value::clone(&node.params)),
-            files: Lazy::new(ev.files.clone()),
-            inputs: ev.inputs.clone(),
-            labels: node.labels.clone(),
-            via: "adopt".into(),
-        };
+        let record = Record::of(node, rule.version(), ev, "adopt");
         if state.nodes.get(&node.address) != Some(&record) {
             adopted += 1;
         }
