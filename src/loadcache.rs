@@ -3,8 +3,11 @@
 //! files that shaped the walks), kept per unit: the inventory, then each kind's loader. A unit
 //! whose paths are all as they were is not loaded again, so a no-op plan of a large homelab
 //! stats files and parses none (as ninja does with its manifest), and an edited Talos patch
-//! re-runs the Talos loader alone. The cache is tied to the hl binary that wrote it, since the
-//! loaders are code.
+//! re-runs the Talos loader alone. A unit whose moved paths all pass their cutoffs (a manifest
+//! edit that changes none of the facts the k8s loader derives from it, a file renamed over
+//! another in a folder whose entries stay the same) is not loaded again either: see
+//! [`hl_engine::Cutoff`]. The cache is tied to the hl binary that wrote it, since the loaders
+//! are code.
 //!
 //! MessagePack (a third smaller and faster to read than JSON). Each unit's observations and
 //! nodes are blobs of their own: they are decoded in parallel, the nodes while the paths are
@@ -13,19 +16,24 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hl_engine::{Error, Fact, Facts, FileSet, Node, RepoPath, Seen};
+use hl_engine::{Cutoff, Error, Fact, Facts, FileSet, Node, Observations, RepoPath, Seen};
 use hl_rules::{Discovered, Topology};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 #[derive(Serialize, Deserialize)]
 struct Unit {
     /// MessagePack of what the unit's loader saw: `Vec<(RepoPath, Seen)>`.
     #[serde(with = "serde_bytes")]
     seen: Vec<u8>,
-    /// MessagePack of [`Body`].
+    /// MessagePack of the cutoffs of what it saw: `Vec<(RepoPath, Cutoff)>`, read only when
+    /// something moved.
+    #[serde(with = "serde_bytes")]
+    cutoffs: Vec<u8>,
+    /// MessagePack of what it found: [`Body`] for a kind, `(Topology, RepoPath)` for the
+    /// inventory.
     #[serde(with = "serde_bytes")]
     body: Vec<u8>,
 }
@@ -40,10 +48,50 @@ struct Body {
 struct LoadCache {
     format: u32,
     build: String,
-    inventory: Vec<(RepoPath, Seen)>,
-    topology: Topology,
-    topology_path: RepoPath,
+    inventory: Unit,
     kinds: BTreeMap<String, Unit>,
+}
+
+/// Whether what a unit's loader saw still holds.
+enum Check {
+    /// Every path is as it was.
+    Same,
+    /// Some moved, but each by its cutoff gives the loader what it gave: the paths as they
+    /// are now, to record.
+    Held(Vec<(RepoPath, Seen)>),
+    /// The loader runs again.
+    Moved,
+}
+
+fn check(files: &FileSet, u: &Unit) -> Check {
+    let Ok(seen) = rmp_serde::from_slice::<Vec<(RepoPath, Seen)>>(&u.seen) else {
+        return Check::Moved;
+    };
+    let moved = files.moved(&seen);
+    if moved.is_empty() {
+        return Check::Same;
+    }
+    let Ok(cutoffs) = rmp_serde::from_slice::<Vec<(RepoPath, Cutoff)>>(&u.cutoffs) else {
+        return Check::Moved;
+    };
+    match files.cut_off(&seen, &moved, &cutoffs, &hl_rules::derivations()) {
+        Some(now) => Check::Held(now),
+        None => Check::Moved,
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+    rmp_serde::to_vec_named(value)
+        .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))
+}
+
+/// The unit of what a loader saw and found.
+fn unit<T: Serialize>(seen: &Observations, body: &T) -> Result<Unit, Error> {
+    Ok(Unit {
+        seen: encode(&seen.seen)?,
+        cutoffs: encode(&seen.cutoffs)?,
+        body: encode(body)?,
+    })
 }
 
 /// This binary's identity: its version and the size and mtime of its executable.
@@ -97,9 +145,10 @@ fn encode_facts(facts: Facts, build: &str) -> Option<Vec<u8>> {
     postcard::to_allocvec(&(FORMAT, build, list)).ok()
 }
 
-/// What the loaders find, each unit from the cache when nothing it depended on moved. A unit
-/// loaded again reuses the facts its loader derived from each unchanged file last time (see
-/// [`FileSet::derive`]), so only changed files are read and parsed.
+/// What the loaders find, each unit from the cache when nothing it depended on moved (or what
+/// moved passes its cutoff: see [`hl_engine::Cutoff`]). A unit loaded again reuses the facts its
+/// loader derived from each unchanged file last time (see [`FileSet::derive`]), so only changed
+/// files are read and parsed.
 pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), Error> {
     let path = hl_dir.join("loadcache");
     let mut learnt = Learnt::default();
@@ -110,33 +159,34 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
             .and_then(|b| rmp_serde::from_slice::<LoadCache>(&b).ok())
             .filter(|c| c.format == FORMAT && c.build == build)
     });
-    let mut fresh = false;
     // Every loader reads the inventory (the layout above all): when it moved, all reload.
-    let (mut old_kinds, inventory, topology, topology_path) = match old {
-        Some(c) if files.still(&c.inventory) => {
-            (c.kinds, Some(c.inventory), c.topology, c.topology_path)
+    let held = old.and_then(|mut c| {
+        let topology = rmp_serde::from_slice::<(Topology, RepoPath)>(&c.inventory.body).ok()?;
+        match check(files, &c.inventory) {
+            Check::Same => Some((c, topology, false)),
+            Check::Held(now) => {
+                c.inventory.seen = encode(&now).ok()?;
+                Some((c, topology, true))
+            }
+            Check::Moved => None,
         }
-        _ => {
-            fresh = true;
+    });
+    let (mut old_kinds, inventory, (topology, topology_path), mut fresh, mut trusted) = match held {
+        Some((c, topology, moved)) => (c.kinds, c.inventory, topology, moved, true),
+        None => {
             files.watch();
-            let (topology, topology_path) = hl_rules::inventory(files)?;
-            (
-                BTreeMap::new(),
-                files.observations(),
-                topology,
-                topology_path,
-            )
+            let topology = hl_rules::inventory(files)?;
+            let seen = files.observations();
+            let inventory = unit(&seen.clone().unwrap_or_default(), &topology)?;
+            (BTreeMap::new(), inventory, topology, true, seen.is_some())
         }
     };
     // Which units still hold, and their nodes decoded, side by side.
-    let (still, mut bodies): (BTreeMap<String, bool>, BTreeMap<String, Body>) = rayon::join(
+    let (mut checks, mut bodies): (BTreeMap<String, Check>, BTreeMap<String, Body>) = rayon::join(
         || {
             old_kinds
                 .par_iter()
-                .map(|(k, u)| {
-                    let seen: Option<Vec<(RepoPath, Seen)>> = rmp_serde::from_slice(&u.seen).ok();
-                    (k.clone(), seen.is_some_and(|s| files.still(&s)))
-                })
+                .map(|(k, u)| (k.clone(), check(files, u)))
                 .collect()
         },
         || {
@@ -147,7 +197,6 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
         },
     );
     let mut kinds = BTreeMap::new();
-    let mut trusted = inventory.is_some();
     let mut discovered = Discovered {
         topology: topology.clone(),
         topology_path: topology_path.clone(),
@@ -158,8 +207,13 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
     for kind in hl_rules::KINDS {
         let old = old_kinds.remove(kind);
         let body = bodies.remove(kind);
-        let (unit, body) = match (old, body) {
-            (Some(u), Some(b)) if still.get(kind) == Some(&true) => (u, b),
+        let (unit, body) = match (old, body, checks.remove(kind)) {
+            (Some(u), Some(b), Some(Check::Same)) => (u, b),
+            (Some(mut u), Some(b), Some(Check::Held(now))) => {
+                fresh = true;
+                u.seen = encode(&now)?;
+                (u, b)
+            }
             _ => {
                 fresh = true;
                 files.remember(old_facts(hl_dir, kind, &build));
@@ -175,12 +229,7 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
                     learnt.facts.push((kind.to_string(), bytes));
                 }
                 let body = Body { nodes, notes };
-                let unit = Unit {
-                    seen: rmp_serde::to_vec(&seen.unwrap_or_default())
-                        .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))?,
-                    body: rmp_serde::to_vec_named(&body)
-                        .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))?,
-                };
+                let unit = unit(&seen.unwrap_or_default(), &body)?;
                 (unit, body)
             }
         };
@@ -190,12 +239,10 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
     }
     learnt.loadcache = (fresh && trusted)
         .then(|| {
-            rmp_serde::to_vec_named(&LoadCache {
+            encode(&LoadCache {
                 format: FORMAT,
                 build,
-                inventory: inventory.unwrap_or_default(),
-                topology,
-                topology_path,
+                inventory,
                 kinds,
             })
             .ok()

@@ -115,3 +115,106 @@ fn a_broken_state_record_is_a_clear_error_when_its_node_changes() {
     );
     assert!(hl_dir(&lab) == before, "a refused plan wrote to .hl/");
 }
+
+const PAPERLESS_APP: &str = "cluster/kubernetes/apps/paperless/app";
+
+/// Rewrites a repo file the way editors and `git checkout` do: a new file renamed over it, so
+/// its folder's metadata moves too.
+fn replace_by_rename(lab: &Lab, rel: &str, from: &str, to: &str) {
+    let text = lab.read(rel);
+    assert_eq!(text.matches(from).count(), 1, "`{from}` once in {rel}");
+    let tmp = format!("{rel}.tmp~");
+    lab.write(&tmp, &text.replacen(from, to, 1));
+    std::fs::rename(lab.path(&tmp), lab.path(rel)).unwrap();
+}
+
+/// An image bump in one manifest changes nothing the k8s loader takes from the file (is it a
+/// Flux Kustomization, is it encrypted, does it hold a plaintext Secret): the loader does not
+/// run, and the plan still updates that Kustomization, whether the file was written in place
+/// or renamed over (its folder's entries are the same).
+#[test]
+fn a_manifest_edit_the_loader_takes_nothing_from_runs_no_loader() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    let owner = lab.flux_owner(PAPERLESS_APP);
+    let file = format!("{PAPERLESS_APP}/deployment.yaml");
+    lab.replace(&file, "paperless-ngx:2.13.5", "paperless-ngx:2.13.6");
+    let (code, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(changes(&plan), expect([(owner.as_str(), "update")]));
+    assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
+
+    replace_by_rename(&lab, &file, "paperless-ngx:2.13.6", "paperless-ngx:2.13.7");
+    let (code, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(changes(&plan), expect([(owner.as_str(), "update")]));
+    assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
+    // What held is recorded as it is now: the next plan reads nothing.
+    let (_, again) = lab.plan_json(&["--stats"]);
+    assert_eq!(stat(&again, "files_read"), 0, "{}", again["stats"]);
+    assert_eq!(again["steps"], plan["steps"]);
+}
+
+/// An edit that does change what the loader takes from a manifest runs it: a plaintext
+/// Secret appended to a manifest is refused (and never printed), however little moved.
+#[test]
+fn a_plaintext_secret_added_to_a_manifest_is_still_refused() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    let file = format!("{PAPERLESS_APP}/deployment.yaml");
+    lab.edit(&file, |t| {
+        format!(
+            "{t}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: leak\nstringData:\n  \
+             password: hunter2-not-a-var\n"
+        )
+    });
+    let run = lab.hl(&["plan"]);
+    run.code(1);
+    assert!(run.stderr.contains("leak"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
+
+/// A Flux Kustomization's spec is what the loader takes from `ks.yaml`: changing it runs the
+/// loader, the Kustomization that applies the `ks.yaml` is updated, and the app's own step
+/// carries the new spec (its manifests are the same, so its bundle is too).
+#[test]
+fn a_flux_spec_edit_runs_the_loader() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    let app = lab.flux_owner(PAPERLESS_APP);
+    let parent = lab.flux_owner("cluster/kubernetes/apps");
+    lab.replace(
+        "cluster/kubernetes/apps/paperless/ks.yaml",
+        "interval: 30m",
+        "interval: 15m",
+    );
+    let (code, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(
+        changes(&plan),
+        expect([(parent.as_str(), "update"), (app.as_str(), "no_op")])
+    );
+    assert_eq!(stat(&plan, "loaders_run"), 1, "{}", plan["stats"]);
+    let step = common::step(&plan, &app);
+    assert!(step.to_string().contains("15m"), "{step}");
+}
+
+/// A compose file's image bump: the compose loader takes only the parts naming repo files
+/// from it, so it does not run; the service is updated.
+#[test]
+fn a_compose_image_bump_runs_no_loader() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    lab.replace(
+        "services/mosquitto/docker-compose.yml",
+        "image: eclipse-mosquitto:2.0.20",
+        "image: eclipse-mosquitto:2.0.21",
+    );
+    let (code, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(
+        changes(&plan),
+        expect([("compose:mosquitto@CHELSTY-INFRA", "update")])
+    );
+    assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
+}

@@ -41,7 +41,10 @@ pub use address::{Address, Layer};
 pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Output};
 pub use error::{Class, Error};
 pub use evaluate::{Caches, Evaluated, Evaluation, Registry};
-pub use files::{Entry, Fact, Facts, FileSet, Kind, RepoPath, Seen, Source, Stats, StatsSnapshot};
+pub use files::{
+    Cutoff, Derivation, Entry, Fact, Facts, FileSet, Kind, Observations, Rederive, RepoPath, Seen,
+    Source, Stats, StatsSnapshot,
+};
 pub use graph::Graph;
 pub use node::{
     ApplyCtx, Artifact, Edge, EdgeKind, Node, Observed, Origin, RealizeCtx, Requirement, Rule,

@@ -25,7 +25,7 @@
 //! | `locate` | lines of keys in YAML text, for origins |
 
 mod bundle;
-mod facts;
+pub(crate) mod facts;
 mod flux;
 mod kustomize;
 mod locate;

@@ -205,6 +205,16 @@ pub fn discover(files: &FileSet) -> Result<Discovered, Error> {
 /// The kinds whose nodes loaders discover, in the order they are loaded (checks are derived).
 pub const KINDS: [&str; 5] = ["image", "vm", "talos", "k8s", "compose"];
 
+/// Every derivation the loaders read files through, so that a loader's cutoffs can be checked
+/// without running it (see [`hl_engine::Rederive`]).
+pub fn derivations() -> Vec<&'static dyn hl_engine::Rederive> {
+    k8s::facts::DERIVATIONS
+        .iter()
+        .chain(compose::facts::DERIVATIONS.iter())
+        .copied()
+        .collect()
+}
+
 /// Finds and reads the inventory.
 pub fn inventory(files: &FileSet) -> Result<(Topology, RepoPath), Error> {
     hl_engine::Stats::bump(&files.stats.loaders_run);

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{walk_dependencies, Entry, FileSet, Kind, Seen};
+use super::cutoff::{facts_digest, Derivation};
+use super::{walk_dependencies, Depth, Entry, FileSet, Kind, Seen};
 use crate::error::Error;
 use crate::repopath::RepoPath;
 
@@ -48,26 +49,27 @@ impl FileSet {
         std::mem::take(&mut m.used)
     }
 
-    /// What `derive` makes of the bytes of `p`, from an earlier run when `p` is as it was then
+    /// What `d` makes of the bytes of `p`, from an earlier run when `p` is as it was then
     /// (the file is then neither read nor parsed). Only while [`FileSet::watch`]ing: facts
-    /// belong with a load recorded for the load cache. `tag` names the derivation and its version:
-    /// change it when the derivation changes. An error is never remembered.
+    /// belong with a load recorded for the load cache. A file read through derivations alone
+    /// is recorded with the digest of each one's facts, so that an edit that changes none of
+    /// them does not make its loader run again (see [`super::cutoff`]). An error is never
+    /// remembered.
     pub fn derive<T: Serialize + DeserializeOwned>(
         &self,
-        tag: &str,
+        d: &Derivation<T>,
         p: &RepoPath,
-        derive: impl FnOnce(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        self.note(p);
         // Facts are kept only for a load being recorded for the load cache; any other load
         // (a revision compared with `--against`) has no use for the file's metadata.
-        let watching = self
-            .watched
-            .lock()
-            .expect("no panics hold this lock")
-            .is_some();
-        let seen = if watching { self.seen_now(p) } else { None };
-        let key = (tag.to_string(), p.clone());
+        let watching = self.watching();
+        if !watching {
+            let bytes = self.read_unwatched(p)?;
+            return (d.derive)(&bytes, p);
+        }
+        self.record(p, Depth::Derived);
+        let seen = self.seen_now(p);
+        let key = (d.tag.to_string(), p.clone());
         if let Some(seen) = &seen {
             let hit = {
                 let m = self.facts.lock().expect("no panics hold this lock");
@@ -77,6 +79,7 @@ impl FileSet {
                     .and_then(|f| Some((serde_json::from_slice::<T>(&f.value).ok()?, f.clone())))
             };
             if let Some((value, fact)) = hit {
+                self.record_derived(p, d.tag, facts_digest(&fact.value));
                 self.facts
                     .lock()
                     .expect("no panics hold this lock")
@@ -85,20 +88,24 @@ impl FileSet {
                 return Ok(value);
             }
         }
-        let bytes = self.read(p)?;
-        let value = derive(&bytes)?;
+        let bytes = self.read_unwatched(p)?;
+        let value = (d.derive)(&bytes, p)?;
+        let Ok(json) = serde_json::to_vec(&value) else {
+            // Facts that cannot be written down cannot be compared either.
+            self.note(p);
+            return Ok(value);
+        };
+        self.record_derived(p, d.tag, facts_digest(&json));
         // Only a file that cannot still be changing within this clock tick is remembered (as
         // with racy git index entries), and only where the source can tell it changed.
         if let Some(seen) =
             seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.mtime_ns() < self.started))
         {
-            if let Ok(json) = serde_json::to_vec(&value) {
-                self.facts
-                    .lock()
-                    .expect("no panics hold this lock")
-                    .used
-                    .insert(key, Fact { seen, value: json });
-            }
+            self.facts
+                .lock()
+                .expect("no panics hold this lock")
+                .used
+                .insert(key, Fact { seen, value: json });
         }
         Ok(value)
     }
@@ -210,10 +217,12 @@ mod tests {
         files.stats.snapshot().files_read
     }
 
+    static LINES: Derivation<usize> =
+        Derivation::new("test.lines.v1", |b, _| Ok(b.split(|c| *c == b'\n').count()));
+    static LEN: Derivation<usize> = Derivation::new("test.len.v1", |b, _| Ok(b.len()));
+
     fn lines(files: &FileSet, p: &RepoPath) -> usize {
-        files
-            .derive("test.lines.v1", p, |b| Ok(b.split(|c| *c == b'\n').count()))
-            .unwrap()
+        files.derive(&LINES, p).unwrap()
     }
 
     #[test]
@@ -256,7 +265,7 @@ mod tests {
         let second = FileSet::new(dir.path()).unwrap();
         second.watch();
         second.remember(first.take_facts());
-        let len: usize = second.derive("test.len.v1", &a, |b| Ok(b.len())).unwrap();
+        let len: usize = second.derive(&LEN, &a).unwrap();
         assert_eq!(len, 3);
     }
 

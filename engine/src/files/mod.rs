@@ -2,6 +2,7 @@
 //! git's objects. Each file is read at most once per run and hashed at most once; loaders, the
 //! hasher and realize all go through here, so a plan of a revision never touches the work tree.
 
+mod cutoff;
 mod facts;
 mod git;
 mod worktree;
@@ -21,6 +22,7 @@ use crate::error::Error;
 pub use crate::repopath::RepoPath;
 use crate::statcache::{StatCache, StatKey};
 
+pub use cutoff::{Cutoff, Derivation, Observations, Rederive};
 pub use facts::{Fact, Facts};
 pub use git::{GitRepo, GitTree};
 pub use worktree::Worktree;
@@ -120,8 +122,18 @@ fn walk_dependencies(dir: &RepoPath, entries: &[Entry]) -> Vec<RepoPath> {
 enum Depth {
     /// Its kind: file, folder, symlink, absent.
     Kind,
+    /// What derivations made of its bytes (see [`cutoff`]).
+    Derived,
     /// Its content or entries too.
     Content,
+}
+
+/// One watched path: how deeply it was depended on, and the facts derived from it.
+#[derive(Debug, Clone)]
+struct Watch {
+    depth: Depth,
+    /// (derivation tag, digest of its facts), while only derivations read the file.
+    derived: Vec<(&'static str, [u8; 32])>,
 }
 
 /// Counts of the work a run did, for `--stats` and for tests that assert a no-op does nothing.
@@ -189,7 +201,7 @@ pub struct FileSet {
     /// from the id, without reading or hashing the file.
     identities: HashMap<RepoPath, String>,
     /// While loaders run: every path whose state they depended on, and how deeply.
-    watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Depth>>>,
+    watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Watch>>>,
     /// When this run started (ns since the epoch), to tell racy observations.
     started: i128,
     /// Paths already statted this run (by [`FileSet::still`], derivations and observations), so
@@ -249,28 +261,59 @@ impl FileSet {
             .expect("no panics hold this lock")
             .as_mut()
         {
-            let d = w.entry(p.clone()).or_insert(depth);
-            *d = (*d).max(depth);
+            let w = w.entry(p.clone()).or_insert(Watch {
+                depth,
+                derived: Vec::new(),
+            });
+            w.depth = w.depth.max(depth);
         }
     }
 
-    /// What the watched paths are now, or `None` when they cannot be trusted: a source that
-    /// is not the work tree, or a path changed during this run (in the same clock tick as a
-    /// read, so a later edit could go unseen, as with racy git index entries).
-    pub fn observations(&self) -> Option<Vec<(RepoPath, Seen)>> {
+    /// Records that a derivation made facts with this digest of `p`.
+    fn record_derived(&self, p: &RepoPath, tag: &'static str, digest: [u8; 32]) {
+        if let Some(w) = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .as_mut()
+        {
+            let w = w.entry(p.clone()).or_insert(Watch {
+                depth: Depth::Derived,
+                derived: Vec::new(),
+            });
+            w.depth = w.depth.max(Depth::Derived);
+            if !w.derived.iter().any(|(t, _)| *t == tag) {
+                w.derived.push((tag, digest));
+            }
+        }
+    }
+
+    /// Whether paths are being recorded.
+    fn watching(&self) -> bool {
+        self.watched
+            .lock()
+            .expect("no panics hold this lock")
+            .is_some()
+    }
+
+    /// What the watched paths are now, with their cutoffs, or `None` when they cannot be
+    /// trusted: a source that is not the work tree, or a path changed during this run (in the
+    /// same clock tick as a read, so a later edit could go unseen, as with racy git index
+    /// entries).
+    pub fn observations(&self) -> Option<Observations> {
         let watched = self
             .watched
             .lock()
             .expect("no panics hold this lock")
             .clone()?;
-        let paths: Vec<(RepoPath, Depth)> = watched.into_iter().collect();
+        let paths: Vec<(RepoPath, Watch)> = watched.into_iter().collect();
         let seen: Vec<Option<(RepoPath, Seen)>> = paths
             .par_iter()
-            .map(|(p, depth)| {
+            .map(|(p, w)| {
                 let mut s = self.seen_now(p)?;
                 // A regular file or a folder asked about for its kind: its kind is enough.
                 // (A symlink keeps its target's metadata: its target's kind can change.)
-                if *depth == Depth::Kind && matches!(s.kind, 1 | 2) {
+                if w.depth == Depth::Kind && matches!(s.kind, 1 | 2) {
                     s.key = None;
                 }
                 Some((p.clone(), s))
@@ -281,7 +324,32 @@ impl FileSet {
         let racy = seen
             .iter()
             .any(|(_, s)| s.key.is_some_and(|k| k.mtime_ns() >= self.started));
-        (!racy).then_some(seen)
+        if racy {
+            return None;
+        }
+        // Files read through derivations alone, and folders whose entries were depended on.
+        let derived: FxHashMap<&RepoPath, &Watch> = paths
+            .iter()
+            .filter(|(_, w)| w.depth == Depth::Derived)
+            .map(|(p, w)| (p, w))
+            .collect();
+        let cutoffs: Vec<Option<(RepoPath, Cutoff)>> = seen
+            .par_iter()
+            .map(|(p, s)| match (s.kind, s.key) {
+                (1, Some(_)) => derived.get(p).map(|w| {
+                    let tags = w.derived.iter().map(|(t, d)| (t.to_string(), *d));
+                    (p.clone(), Cutoff::Derived(tags.collect()))
+                }),
+                (2, Some(_)) => self
+                    .listing_digest(p)
+                    .map(|d| (p.clone(), Cutoff::Listing(d))),
+                _ => None,
+            })
+            .collect();
+        Some(Observations {
+            seen,
+            cutoffs: cutoffs.into_iter().flatten().collect(),
+        })
     }
 
     /// Stands for each absent path by its nearest present ancestor folder below the root: a
@@ -330,8 +398,12 @@ impl FileSet {
 
     /// Whether everything a loader saw is still so (checked in parallel).
     pub fn still(&self, seen: &[(RepoPath, Seen)]) -> bool {
-        // Every path is statted even after a difference: a loader that runs again, and hashing,
-        // use these stats instead of making their own.
+        self.stat_all(seen).into_iter().all(|same| same)
+    }
+
+    /// Whether each path is as it was, statting every path even after a difference: a loader
+    /// that runs again, and hashing, use these stats instead of making their own.
+    fn stat_all(&self, seen: &[(RepoPath, Seen)]) -> Vec<bool> {
         let now: Vec<(RepoPath, Option<Seen>)> = seen
             .par_iter()
             .map(|(p, _)| {
@@ -339,11 +411,15 @@ impl FileSet {
                 (p.clone(), self.source.seen(p))
             })
             .collect();
-        let same = seen.iter().zip(&now).all(|((_, s), (_, n))| match n {
-            // Recorded for its kind alone (see `note_kind`).
-            Some(n) if s.key.is_none() && matches!(s.kind, 1 | 2) => n.kind == s.kind,
-            n => n.as_ref() == Some(s),
-        });
+        let same = seen
+            .iter()
+            .zip(&now)
+            .map(|((_, s), (_, n))| match n {
+                // Recorded for its kind alone (see `note_kind`).
+                Some(n) if s.key.is_none() && matches!(s.kind, 1 | 2) => n.kind == s.kind,
+                n => n.as_ref() == Some(s),
+            })
+            .collect();
         let mut memo = self.statted.lock().expect("no panics hold this lock");
         memo.reserve(now.len());
         memo.extend(now.into_iter().filter_map(|(p, n)| Some((p, n?))));
@@ -433,11 +509,7 @@ impl FileSet {
 
     /// Every entry below `dir`, sorted; see [`Source::walk`].
     pub fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
-        let watching = self
-            .watched
-            .lock()
-            .expect("no panics hold this lock")
-            .is_some();
+        let watching = self.watching();
         let entries = match watching
             .then(|| self.walk_remembered(dir, hidden))
             .flatten()
@@ -463,6 +535,11 @@ impl FileSet {
     pub fn read(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
         // Noted before the memory is consulted: a second reader depends on the file too.
         self.note(p);
+        self.read_unwatched(p)
+    }
+
+    /// [`FileSet::read`] without recording a dependency (derivations record their own).
+    fn read_unwatched(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
         if let Some(b) = self.bytes.lock().expect("no panics hold this lock").get(p) {
             return Ok(b.clone());
         }

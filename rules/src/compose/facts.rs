@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use hl_engine::{Error, FileSet, Origin, RepoPath};
+use hl_engine::{Derivation, Error, FileSet, Origin, Rederive, RepoPath};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -118,99 +118,119 @@ impl<'a> Facts<'a> {
 
     /// The services a host's `services.yaml` places, in order.
     pub fn listing(&self, p: &RepoPath) -> Result<Vec<Listed>, Error> {
-        self.listings
-            .get(self.files, "compose.listing.v1", p, |text| {
-                let parsed: ServicesFile = yaml::typed_of(text, p)?;
-                Ok(parsed
-                    .services
-                    .into_iter()
-                    .map(|entry| {
-                        let (name, exposure) = match entry {
-                            Placed::Name(n) => (n, None),
-                            Placed::Full { name, exposure } => (name, exposure),
-                        };
-                        let origin = yaml::locate_in(text, p, None, &name, 1);
-                        Listed {
-                            name,
-                            exposure,
-                            origin,
-                        }
-                    })
-                    .collect())
-            })
+        self.listings.get(self.files, &LISTING, p)
     }
 
     /// A compose file or override, checked for plaintext secrets, cut down to the parts that
     /// name repo files (see [`mount_parts`]).
     pub fn project(&self, p: &RepoPath) -> Result<Value, Error> {
-        self.projects
-            .get(self.files, "compose.project.v1", p, |text| {
-                let doc = yaml::one_of(text, p)?;
-                check_secrets(&doc, p, text)?;
-                Ok(mount_parts(doc))
-            })
+        self.projects.get(self.files, &PROJECT, p)
     }
 
     /// A service's contract.
     pub fn contract(&self, p: &RepoPath) -> Result<Contract, Error> {
-        self.contracts
-            .get(self.files, "compose.contract.v1", p, |text| {
-                let doc = yaml::one_of(text, p)?;
-                let dependencies = match doc.get("dependencies") {
-                    Some(Value::Array(a)) => a
-                        .iter()
-                        .filter_map(|d| {
-                            d.as_str().or_else(|| d.get("name").and_then(Value::as_str))
-                        })
-                        .map(|d| {
-                            let origin = yaml::locate_in(text, p, Some("dependencies"), d, 1);
-                            (d.to_string(), origin)
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let requires = doc
-                    .get("requires")
-                    .and_then(Value::as_object)
-                    .map(|req| Requires {
-                        gpu: req.get("gpu") == Some(&Value::Bool(true)),
-                        arch: req.get("arch").and_then(Value::as_str).map(str::to_string),
-                    });
-                Ok(Contract {
-                    dependencies,
-                    requires,
-                })
-            })
+        self.contracts.get(self.files, &CONTRACT, p)
     }
 
     /// A host's capabilities.
     pub fn capabilities(&self, p: &RepoPath) -> Result<Capabilities, Error> {
-        self.capabilities
-            .get(self.files, "compose.capabilities.v1", p, |text| {
-                let caps = yaml::one_of(text, p)?;
-                Ok(Capabilities {
-                    gpu: caps
-                        .get("gpu")
-                        .is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false))),
-                    arch: caps.get("arch").and_then(Value::as_str).map(str::to_string),
-                })
-            })
+        self.capabilities.get(self.files, &CAPABILITIES, p)
     }
 
     /// Refuses a committed dotenv file that sets a secret-looking variable.
     pub fn check_dotenv(&self, p: &RepoPath) -> Result<(), Error> {
-        self.dotenvs
-            .get(self.files, "compose.dotenv.v1", p, |text| {
-                secrets::check_dotenv(text, p)
-            })
+        self.dotenvs.get(self.files, &DOTENV, p)
     }
 
     /// Whether a file is SOPS-encrypted.
     pub fn is_sops(&self, p: &RepoPath) -> Result<bool, Error> {
-        self.sops.get(self.files, "compose.sops.v1", p, |text| {
-            Ok(yaml::text_is_sops(text))
-        })
+        self.sops.get(self.files, &SOPS, p)
     }
+}
+
+/// The derivations of this module, for cutoffs.
+pub(crate) static DERIVATIONS: [&dyn Rederive; 6] =
+    [&LISTING, &PROJECT, &CONTRACT, &CAPABILITIES, &DOTENV, &SOPS];
+
+/// The derivations, each under a tag with a version: a new version whenever what one derives
+/// changes.
+static LISTING: Derivation<Vec<Listed>> =
+    Derivation::new("compose.listing.v1", |b, p| listing(yaml::utf8(b, p)?, p));
+static PROJECT: Derivation<Value> =
+    Derivation::new("compose.project.v1", |b, p| project(yaml::utf8(b, p)?, p));
+static CONTRACT: Derivation<Contract> =
+    Derivation::new("compose.contract.v1", |b, p| contract(yaml::utf8(b, p)?, p));
+static CAPABILITIES: Derivation<Capabilities> =
+    Derivation::new("compose.capabilities.v1", |b, p| {
+        capabilities(yaml::utf8(b, p)?, p)
+    });
+static DOTENV: Derivation<()> = Derivation::new("compose.dotenv.v1", |b, p| {
+    secrets::check_dotenv(yaml::utf8(b, p)?, p)
+});
+static SOPS: Derivation<bool> = Derivation::new("compose.sops.v1", |b, p| {
+    Ok(yaml::text_is_sops(yaml::utf8(b, p)?))
+});
+
+fn listing(text: &str, p: &RepoPath) -> Result<Vec<Listed>, Error> {
+    let parsed: ServicesFile = yaml::typed_of(text, p)?;
+    Ok(parsed
+        .services
+        .into_iter()
+        .map(|entry| {
+            let (name, exposure) = match entry {
+                Placed::Name(n) => (n, None),
+                Placed::Full { name, exposure } => (name, exposure),
+            };
+            let origin = yaml::locate_in(text, p, None, &name, 1);
+            Listed {
+                name,
+                exposure,
+                origin,
+            }
+        })
+        .collect())
+}
+
+fn project(text: &str, p: &RepoPath) -> Result<Value, Error> {
+    let doc = yaml::one_of(text, p)?;
+    check_secrets(&doc, p, text)?;
+    Ok(mount_parts(doc))
+}
+
+fn contract(text: &str, p: &RepoPath) -> Result<Contract, Error> {
+    let doc = yaml::one_of(text, p)?;
+    let dependencies = match doc.get("dependencies") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|d| d.as_str().or_else(|| d.get("name").and_then(Value::as_str)))
+            .map(|d| {
+                let origin = yaml::locate_in(text, p, Some("dependencies"), d, 1);
+                (d.to_string(), origin)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let requires = doc
+        .get("requires")
+        .and_then(Value::as_object)
+        .map(|req| Requires {
+            gpu: req.get("gpu") == Some(&Value::Bool(true)),
+            arch: req.get("arch").and_then(Value::as_str).map(str::to_string),
+        });
+    Ok(Contract {
+        dependencies,
+        requires,
+    })
+}
+
+fn capabilities(text: &str, p: &RepoPath) -> Result<Capabilities, Error> {
+    let caps = yaml::one_of(text, p)?;
+    Ok(Capabilities {
+        gpu: caps
+            .get("gpu")
+            .is_some_and(|g| !matches!(g, Value::Null | Value::Bool(false))),
+        arch: caps.get("arch").and_then(Value::as_str).map(str::to_string),
+    })
 }
 
 /// Facts of one kind looked up this run, by file. Errors are not kept: they come again.
@@ -223,17 +243,11 @@ impl<T> Default for Memo<T> {
 }
 
 impl<T: Clone + Serialize + DeserializeOwned> Memo<T> {
-    fn get(
-        &self,
-        files: &FileSet,
-        tag: &str,
-        p: &RepoPath,
-        derive: impl FnOnce(&str) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    fn get(&self, files: &FileSet, d: &Derivation<T>, p: &RepoPath) -> Result<T, Error> {
         if let Some(v) = self.0.lock().expect("no panics hold this lock").get(p) {
             return Ok(v.clone());
         }
-        let v = files.derive(tag, p, |bytes| derive(yaml::utf8(bytes, p)?))?;
+        let v = files.derive(d, p)?;
         self.0
             .lock()
             .expect("no panics hold this lock")

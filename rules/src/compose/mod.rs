@@ -7,7 +7,7 @@
 //! folder, which `docker compose` itself does not notice when it changes.
 
 mod converge;
-mod facts;
+pub(crate) mod facts;
 mod merge;
 mod mounts;
 

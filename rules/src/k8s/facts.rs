@@ -8,17 +8,36 @@
 //! A file that does not parse has no facts: its error is never remembered, so a broken file is
 //! parsed again on every run, and reported as it was.
 
-use hl_engine::{Error, FileSet, RepoPath};
+use hl_engine::{Derivation, Error, FileSet, Rederive, RepoPath};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::locate::{At, Spans};
 use crate::yaml;
 
-/// The derivations' tags: a new version whenever what one derives changes.
-const FILE: &str = "k8s.file.v1";
-const KUSTOMIZATION: &str = "k8s.kustomization.v1";
-const DATA_SOPS: &str = "k8s.data-sops.v1";
+/// The derivations of this module, for cutoffs.
+pub(crate) static DERIVATIONS: [&dyn Rederive; 3] = [&FILE, &KUSTOMIZATION, &DATA_SOPS];
+
+/// The derivations, each under a tag with a version: a new version whenever what one derives
+/// changes.
+static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v1", |bytes, p| {
+    let text = utf8(bytes, p)?;
+    let docs = yaml::docs_of(text, p)?;
+    Ok(FileFacts::of(text, &docs))
+});
+static KUSTOMIZATION: Derivation<Value> = Derivation::new("k8s.kustomization.v1", |bytes, p| {
+    let docs = yaml::docs_of(utf8(bytes, p)?, p)?;
+    Ok(docs
+        .into_iter()
+        .find(Value::is_object)
+        .unwrap_or(Value::Null))
+});
+static DATA_SOPS: Derivation<bool> = Derivation::new("k8s.data-sops.v1", |bytes, p| {
+    Ok(std::str::from_utf8(bytes).is_ok_and(|text| {
+        yaml::text_is_sops(text)
+            || yaml::docs_of(text, p).is_ok_and(|docs| docs.iter().any(yaml::is_sops))
+    }))
+});
 
 /// What discovery needs of a YAML file in the tree (or read as a manifest).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -60,34 +79,19 @@ fn is_false(b: &bool) -> bool {
 
 /// The facts of a YAML file; a file that is not UTF-8 or not YAML is an error (located).
 pub(super) fn file(files: &FileSet, p: &RepoPath) -> Result<FileFacts, Error> {
-    files.derive(FILE, p, |bytes| {
-        let text = utf8(bytes, p)?;
-        let docs = yaml::docs_of(text, p)?;
-        Ok(FileFacts::of(text, &docs))
-    })
+    files.derive(&FILE, p)
 }
 
 /// The document of a kustomization file that kustomize reads: its first map (`null` when it
 /// has none).
 pub(super) fn kustomization(files: &FileSet, p: &RepoPath) -> Result<Value, Error> {
-    files.derive(KUSTOMIZATION, p, |bytes| {
-        let docs = yaml::docs_of(utf8(bytes, p)?, p)?;
-        Ok(docs
-            .into_iter()
-            .find(Value::is_object)
-            .unwrap_or(Value::Null))
-    })
+    files.derive(&KUSTOMIZATION, p)
 }
 
 /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted:
 /// dotenv and INI carry SOPS markers in their text, YAML and JSON a `sops` map.
 pub(super) fn data_is_sops(files: &FileSet, p: &RepoPath) -> Result<bool, Error> {
-    files.derive(DATA_SOPS, p, |bytes| {
-        Ok(std::str::from_utf8(bytes).is_ok_and(|text| {
-            yaml::text_is_sops(text)
-                || yaml::docs_of(text, p).is_ok_and(|docs| docs.iter().any(yaml::is_sops))
-        }))
-    })
+    files.derive(&DATA_SOPS, p)
 }
 
 /// The text of a file, refused as [`FileSet::read_str`] refuses it.

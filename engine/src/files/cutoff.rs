@@ -1,0 +1,263 @@
+//! Early cutoff for loaders: a path whose metadata moved may still give a loader what it gave
+//! last time, and then the loader need not run again (Shake and Salsa call it backdating).
+//!
+//! - A file the loader read only through derivations ([`FileSet::derive`]) holds when each of
+//!   those derivations makes the same facts of its new bytes. Bumping an image tag or a
+//!   replica count in one manifest of a tree of 25,000 changes none of the facts the k8s
+//!   loader takes from it (is it a Flux Kustomization, is it SOPS-encrypted), so the loader
+//!   does not run: the file is read and derived again, and the plan sees the edit through the
+//!   file's digest, as it sees any input's.
+//! - A folder holds when its entries (names and kinds) are what they were: editors, `sed -i`
+//!   and `git checkout` replace a file by renaming a new one over it, which moves the folder's
+//!   metadata without changing what a listing or a walk of it finds.
+//!
+//! Anything else that moved (a file read whole, a kind that changed) means the loader runs.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{FileSet, Seen};
+use crate::error::Error;
+use crate::repopath::RepoPath;
+
+/// What a loader makes of one file's bytes, under a tag naming it and its version (change the
+/// tag when what it derives changes). It is given the bytes and the path (for messages) and
+/// nothing else, so that its facts can be remembered across runs and made again from new bytes
+/// without the loader.
+pub struct Derivation<T> {
+    /// Names the derivation and its version, e.g. `k8s.file.v1`.
+    pub tag: &'static str,
+    /// The derivation itself.
+    pub derive: fn(&[u8], &RepoPath) -> Result<T, Error>,
+    /// The facts' type.
+    pub facts: PhantomData<fn() -> T>,
+}
+
+impl<T> Derivation<T> {
+    /// A derivation named `tag`.
+    pub const fn new(tag: &'static str, derive: fn(&[u8], &RepoPath) -> Result<T, Error>) -> Self {
+        Derivation {
+            tag,
+            derive,
+            facts: PhantomData,
+        }
+    }
+}
+
+/// A derivation with its facts' type erased, so a cutoff can make them again by tag.
+pub trait Rederive: Sync {
+    /// Its tag.
+    fn tag(&self) -> &'static str;
+    /// The digest of the facts made of `bytes` as a remembered fact holds them, or `None` when
+    /// the bytes do not derive (an error: the loader must run and report it).
+    fn facts_digest(&self, bytes: &[u8], p: &RepoPath) -> Option<[u8; 32]>;
+}
+
+impl<T: Serialize + DeserializeOwned> Rederive for Derivation<T> {
+    fn tag(&self) -> &'static str {
+        self.tag
+    }
+
+    fn facts_digest(&self, bytes: &[u8], p: &RepoPath) -> Option<[u8; 32]> {
+        let value = (self.derive)(bytes, p).ok()?;
+        serde_json::to_vec(&value).ok().map(|j| facts_digest(&j))
+    }
+}
+
+/// The digest of a fact's JSON.
+pub(super) fn facts_digest(json: &[u8]) -> [u8; 32] {
+    *blake3::hash(json).as_bytes()
+}
+
+/// What lets a path that moved still hold for the loader that observed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cutoff {
+    /// A file read only through these derivations: (tag, digest of the facts).
+    Derived(Vec<(String, [u8; 32])>),
+    /// A folder with these entries: the digest of their names and kinds.
+    Listing([u8; 32]),
+}
+
+/// What a loader depended on: every path as it was, and the cutoffs of those that may move
+/// without changing what the loader found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Observations {
+    /// Every path, as it was.
+    pub seen: Vec<(RepoPath, Seen)>,
+    /// Cutoffs, by path (sorted).
+    pub cutoffs: Vec<(RepoPath, Cutoff)>,
+}
+
+impl FileSet {
+    /// The positions in `seen` of the paths that are not as they were (statting every path,
+    /// in parallel; the stats are kept for the rest of the run).
+    pub fn moved(&self, seen: &[(RepoPath, Seen)]) -> Vec<usize> {
+        self.stat_all(seen)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, same)| !same)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether what a loader observed still holds although the paths at `moved` (from
+    /// [`FileSet::moved`]) moved, each by its cutoff; then `seen` as it is now, to record in
+    /// place of the old. `None` when any moved path has no cutoff that holds, or is racy (it
+    /// may still be changing: see [`FileSet::observations`]).
+    pub fn cut_off(
+        &self,
+        seen: &[(RepoPath, Seen)],
+        moved: &[usize],
+        cutoffs: &[(RepoPath, Cutoff)],
+        derivations: &[&dyn Rederive],
+    ) -> Option<Vec<(RepoPath, Seen)>> {
+        let mut now = seen.to_vec();
+        for &i in moved {
+            let (p, _) = &seen[i];
+            let cut = cutoffs
+                .binary_search_by(|(q, _)| q.cmp(p))
+                .ok()
+                .map(|j| &cutoffs[j].1)?;
+            let s = self.seen_now(p)?;
+            if s.key.is_none_or(|k| k.mtime_ns() >= self.started) {
+                return None;
+            }
+            let holds = match cut {
+                Cutoff::Derived(tags) if s.kind == 1 => {
+                    let bytes = self.read_unwatched(p).ok()?;
+                    tags.iter().all(|(tag, digest)| {
+                        derivations
+                            .iter()
+                            .find(|d| d.tag() == tag)
+                            .and_then(|d| d.facts_digest(&bytes, p))
+                            .is_some_and(|d| d == *digest)
+                    })
+                }
+                Cutoff::Listing(digest) if s.kind == 2 => {
+                    self.listing_digest(p).is_some_and(|d| d == *digest)
+                }
+                _ => false,
+            };
+            if !holds {
+                return None;
+            }
+            now[i].1 = s;
+        }
+        Some(now)
+    }
+
+    /// The digest of a folder's entries, names and kinds.
+    pub(super) fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
+        let entries = self.source.list(dir).ok()?;
+        let mut h = blake3::Hasher::new();
+        for e in entries {
+            h.update(e.path.file_name().as_bytes());
+            h.update(&[0, e.kind as u8, b'\n']);
+        }
+        Some(*h.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(b: &[u8], _: &RepoPath) -> Result<usize, Error> {
+        Ok(b.split(|c| *c == b'\n').count())
+    }
+
+    static LINES: Derivation<usize> = Derivation::new("test.lines.v1", lines);
+
+    /// Records what a "loader" that counts the lines of `a` and lists `d` saw.
+    fn load(root: &std::path::Path) -> (FileSet, Observations) {
+        let files = FileSet::new(root).unwrap();
+        files.watch();
+        files
+            .derive(&LINES, &RepoPath::new("d/a").unwrap())
+            .unwrap();
+        files.list(&RepoPath::new("d").unwrap()).unwrap();
+        let seen = files.observations().expect("nothing racy");
+        (files, seen)
+    }
+
+    fn holds(root: &std::path::Path, o: &Observations) -> bool {
+        let files = FileSet::new(root).unwrap();
+        let moved = files.moved(&o.seen);
+        moved.is_empty()
+            || files
+                .cut_off(&o.seen, &moved, &o.cutoffs, &[&LINES])
+                .is_some()
+    }
+
+    /// Lets the last edit become older than the next run's start (not racy), as an edit made
+    /// before a plan is.
+    fn aged(_: &std::path::Path) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    #[test]
+    fn an_edit_that_derives_the_same_facts_holds_and_one_that_does_not_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/a"), "1\n2\n").unwrap();
+        aged(root);
+        let (_, o) = load(root);
+        assert!(
+            o.cutoffs.len() == 2,
+            "the file and the folder: {:?}",
+            o.cutoffs
+        );
+
+        std::fs::write(root.join("d/a"), "3\n4\n").unwrap();
+        aged(root);
+        assert!(
+            holds(root, &o),
+            "same number of lines: the loader need not run"
+        );
+
+        std::fs::write(root.join("d/a"), "3\n4\n5\n").unwrap();
+        aged(root);
+        assert!(!holds(root, &o), "one more line: it must");
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_rename_holds_and_a_new_entry_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/a"), "1\n").unwrap();
+        aged(root);
+        let (_, o) = load(root);
+
+        // As an editor saves: a new file renamed over the old one (the folder's mtime moves).
+        std::fs::write(root.join("d/.a.swp"), "9\n").unwrap();
+        std::fs::rename(root.join("d/.a.swp"), root.join("d/a")).unwrap();
+        aged(root);
+        assert!(holds(root, &o), "same entries, same facts");
+
+        std::fs::write(root.join("d/b"), "").unwrap();
+        aged(root);
+        assert!(!holds(root, &o), "a new entry in a listed folder");
+    }
+
+    #[test]
+    fn a_file_read_whole_has_no_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a"), "1\n").unwrap();
+        aged(root);
+        let files = FileSet::new(root).unwrap();
+        files.watch();
+        let a = RepoPath::new("a").unwrap();
+        files.derive(&LINES, &a).unwrap();
+        files.read(&a).unwrap();
+        let o = files.observations().unwrap();
+        assert!(o.cutoffs.is_empty(), "{:?}", o.cutoffs);
+        std::fs::write(root.join("a"), "2\n").unwrap();
+        aged(root);
+        assert!(!holds(root, &o));
+    }
+}
