@@ -21,7 +21,7 @@ use hl_rules::{Discovered, Topology};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 
 #[derive(Serialize, Deserialize)]
 struct Unit {
@@ -48,37 +48,77 @@ struct Body {
 struct LoadCache {
     format: u32,
     build: String,
+    /// Which journal records belong to this file (see [`hl_engine::journal`]).
+    generation: u64,
     inventory: Unit,
     kinds: BTreeMap<String, Unit>,
 }
 
 /// Whether what a unit's loader saw still holds.
 enum Check {
-    /// Every path is as it was.
-    Same,
-    /// Some moved, but each by its cutoff gives the loader what it gave: the paths as they
-    /// are now, to record.
-    Held(Vec<(RepoPath, Seen)>),
+    /// Every path is as it was (as the journal recorded it: then what it saw, updated).
+    Same(Option<Vec<(RepoPath, Seen)>>),
+    /// Some moved, but each by its cutoff gives the loader what it gave: what it saw, as it is
+    /// now, and the paths that moved.
+    Held(Vec<(RepoPath, Seen)>, Vec<(RepoPath, Seen)>),
     /// The loader runs again.
     Moved,
 }
 
-fn check(files: &FileSet, u: &Unit) -> Check {
-    let Ok(seen) = rmp_serde::from_slice::<Vec<(RepoPath, Seen)>>(&u.seen) else {
+/// Checks a unit against the files, after the journal's updates of what it saw.
+fn check(files: &FileSet, u: &Unit, journal: Option<&Vec<(RepoPath, Seen)>>) -> Check {
+    let Ok(mut seen) = rmp_serde::from_slice::<Vec<(RepoPath, Seen)>>(&u.seen) else {
         return Check::Moved;
     };
+    let patched = journal.is_some_and(|j| !j.is_empty());
+    for (p, s) in journal.into_iter().flatten() {
+        match seen.binary_search_by(|(q, _)| q.cmp(p)) {
+            Ok(i) => seen[i].1 = s.clone(),
+            Err(_) => return Check::Moved,
+        }
+    }
     let moved = files.moved(&seen);
     if moved.is_empty() {
-        return Check::Same;
+        return Check::Same(patched.then_some(seen));
     }
     let Ok(cutoffs) = rmp_serde::from_slice::<Vec<(RepoPath, Cutoff)>>(&u.cutoffs) else {
         return Check::Moved;
     };
     match files.cut_off(&seen, &moved, &cutoffs, &hl_rules::derivations()) {
-        Some(now) => Check::Held(now),
+        Some(now) => {
+            let changed = moved.iter().map(|&i| now[i].clone()).collect();
+            Check::Held(now, changed)
+        }
         None => Check::Moved,
     }
 }
+
+/// The journal's updates of what units saw, by unit (the inventory is `""`), in order.
+type Journal = BTreeMap<String, Vec<(RepoPath, Seen)>>;
+
+fn read_journal(hl_dir: &Path, generation: u64) -> Journal {
+    let mut out = Journal::new();
+    if generation == 0 {
+        return out;
+    }
+    for rec in hl_engine::journal::read(&journal_path(hl_dir), generation) {
+        let Ok(units) = rmp_serde::from_slice::<Journal>(&rec) else {
+            break;
+        };
+        for (unit, seen) in units {
+            out.entry(unit).or_default().extend(seen);
+        }
+    }
+    out
+}
+
+/// The load cache's journal.
+pub fn journal_path(hl_dir: &Path) -> std::path::PathBuf {
+    hl_dir.join("loadcache.log")
+}
+
+/// Journal entries past which the load cache is written whole again.
+const JOURNAL_BOUND: usize = 4096;
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     rmp_serde::to_vec_named(value)
@@ -116,6 +156,9 @@ fn build_id() -> String {
 pub struct Learnt {
     /// The new load cache, when any unit was loaded again.
     pub loadcache: Option<Vec<u8>>,
+    /// Else, a record for its journal (generation, payload): what still held although it
+    /// moved.
+    pub journal: Option<(u64, Vec<u8>)>,
     /// The facts of each kind whose loader ran (`.hl/facts/<kind>`).
     pub facts: Vec<(String, Vec<u8>)>,
 }
@@ -159,26 +202,35 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
             .and_then(|b| rmp_serde::from_slice::<LoadCache>(&b).ok())
             .filter(|c| c.format == FORMAT && c.build == build)
     });
+    let generation = old.as_ref().map_or(0, |c| c.generation);
+    let mut journal = read_journal(hl_dir, generation);
+    let journalled: usize = journal.values().map(Vec::len).sum();
+    // What held although it moved, by unit: the journal record of this run.
+    let mut held = Journal::new();
+    let mut whole = journalled > JOURNAL_BOUND;
     // Every loader reads the inventory (the layout above all): when it moved, all reload.
-    let held = old.and_then(|mut c| {
+    let inventory_held = old.and_then(|mut c| {
         let topology = rmp_serde::from_slice::<(Topology, RepoPath)>(&c.inventory.body).ok()?;
-        match check(files, &c.inventory) {
-            Check::Same => Some((c, topology, false)),
-            Check::Held(now) => {
+        match check(files, &c.inventory, journal.get("")) {
+            Check::Same(None) => {}
+            Check::Same(Some(now)) => c.inventory.seen = encode(&now).ok()?,
+            Check::Held(now, changed) => {
                 c.inventory.seen = encode(&now).ok()?;
-                Some((c, topology, true))
+                held.insert(String::new(), changed);
             }
-            Check::Moved => None,
+            Check::Moved => return None,
         }
+        Some((c, topology))
     });
-    let (mut old_kinds, inventory, (topology, topology_path), mut fresh, mut trusted) = match held {
-        Some((c, topology, moved)) => (c.kinds, c.inventory, topology, moved, true),
+    let (mut old_kinds, inventory, (topology, topology_path), mut trusted) = match inventory_held {
+        Some((c, topology)) => (c.kinds, c.inventory, topology, true),
         None => {
+            whole = true;
             files.watch();
             let topology = hl_rules::inventory(files)?;
             let seen = files.observations();
             let inventory = unit(&seen.clone().unwrap_or_default(), &topology)?;
-            (BTreeMap::new(), inventory, topology, true, seen.is_some())
+            (BTreeMap::new(), inventory, topology, seen.is_some())
         }
     };
     // Which units still hold, and their nodes decoded, side by side.
@@ -186,7 +238,7 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
         || {
             old_kinds
                 .par_iter()
-                .map(|(k, u)| (k.clone(), check(files, u)))
+                .map(|(k, u)| (k.clone(), check(files, u, journal.get(k))))
                 .collect()
         },
         || {
@@ -196,6 +248,7 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
                 .collect()
         },
     );
+    journal.clear();
     let mut kinds = BTreeMap::new();
     let mut discovered = Discovered {
         topology: topology.clone(),
@@ -208,14 +261,18 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
         let old = old_kinds.remove(kind);
         let body = bodies.remove(kind);
         let (unit, body) = match (old, body, checks.remove(kind)) {
-            (Some(u), Some(b), Some(Check::Same)) => (u, b),
-            (Some(mut u), Some(b), Some(Check::Held(now))) => {
-                fresh = true;
+            (Some(u), Some(b), Some(Check::Same(None))) => (u, b),
+            (Some(mut u), Some(b), Some(Check::Same(Some(now)))) => {
                 u.seen = encode(&now)?;
                 (u, b)
             }
+            (Some(mut u), Some(b), Some(Check::Held(now, changed))) => {
+                u.seen = encode(&now)?;
+                held.insert(kind.to_string(), changed);
+                (u, b)
+            }
             _ => {
-                fresh = true;
+                whole = true;
                 files.remember(old_facts(hl_dir, kind, &build));
                 files.watch();
                 let (nodes, notes) =
@@ -237,17 +294,22 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
         discovered.notes.extend(body.notes);
         kinds.insert(kind.to_string(), unit);
     }
-    learnt.loadcache = (fresh && trusted)
-        .then(|| {
-            encode(&LoadCache {
-                format: FORMAT,
-                build,
-                inventory,
-                kinds,
-            })
-            .ok()
+    if !trusted {
+        learnt.facts.clear();
+        return Ok((discovered, learnt));
+    }
+    if whole {
+        learnt.loadcache = encode(&LoadCache {
+            format: FORMAT,
+            build,
+            generation: hl_engine::journal::generation(),
+            inventory,
+            kinds,
         })
-        .flatten();
+        .ok();
+    } else if !held.is_empty() {
+        learnt.journal = Some((generation, encode(&held)?));
+    }
     if learnt.loadcache.is_none() {
         learnt.facts.clear();
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use hl_engine::{
     evaluate, plan, Address, Caches, Error, Evaluation, FileSet, Graph, Node, Origin, Plan,
-    Registry, RepoPath, Selector, StatCache, State,
+    Registry, RepoPath, Selector, StatCache, StatUpdate, State,
 };
 use hl_rules::Homelab;
 
@@ -51,10 +51,10 @@ pub struct Session {
     pub eval: Evaluation,
     /// The full plan (before selection).
     pub plan: Plan,
-    /// The stat cache to save, when this run learnt something (a file hashed, added or gone).
-    next_stat: Option<StatCache>,
-    /// Whether the stat cache learnt something (a file hashed, a file added or gone).
-    stat_dirty: bool,
+    /// The stat cache as loaded.
+    stat: StatCache,
+    /// What it learnt this run (files hashed, entries no longer used), to save.
+    stat_update: StatUpdate,
     /// What loading learnt, to save.
     learnt: crate::loadcache::Learnt,
 }
@@ -117,17 +117,15 @@ impl Session {
         let graph = phase("graph", || Graph::build(std::mem::take(&mut lab.nodes)))?;
         let registry = hl_rules::registry();
         let caches = Caches::open(&cache_dir(opts))?;
-        let (eval, next_stat) = phase("evaluate", || {
+        let (eval, stat_update) = phase("evaluate", || {
             evaluate::evaluate(&graph, &registry, &files, &stat, &caches, &state)
         })?;
         let plan = phase("plan", || {
             plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)
         })?;
-        let stat_dirty = next_stat
-            .as_ref()
-            .is_some_and(|n| files.stats.snapshot().files_hashed > 0 || !n.same_entries(&stat));
         Ok(Session {
-            stat_dirty,
+            stat,
+            stat_update,
             learnt,
             root,
             files,
@@ -138,7 +136,6 @@ impl Session {
             caches,
             eval,
             plan,
-            next_stat,
         })
     }
 
@@ -156,12 +153,20 @@ impl Session {
                 hl_cache::write_cached(&path, facts)?;
             }
             hl_cache::write_cached(&hl_dir(&self.root).join("loadcache"), bytes)?;
+            hl_engine::journal::clear(&crate::loadcache::journal_path(&hl_dir(&self.root)));
+        } else if let Some((generation, record)) = &self.learnt.journal {
+            hl_engine::journal::append(
+                &crate::loadcache::journal_path(&hl_dir(&self.root)),
+                *generation,
+                record,
+            )?;
         }
-        let Some(next) = self.next_stat.as_ref().filter(|_| self.stat_dirty) else {
+        if self.stat_update.is_empty() {
             return Ok(());
-        };
+        }
         ensure_hl_dir(&self.root)?;
-        next.save(&hl_dir(&self.root).join("statcache"))
+        self.stat
+            .save(&hl_dir(&self.root).join("statcache"), &self.stat_update)
     }
 
     /// The plan narrowed to a selection (checked: an unknown `--target` is an error).

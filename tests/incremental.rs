@@ -218,3 +218,31 @@ fn a_compose_image_bump_runs_no_loader() {
     );
     assert_eq!(stat(&plan, "loaders_run"), 0, "{}", plan["stats"]);
 }
+
+/// What one edit teaches a plan (the file's new digest, an observation that still holds) is
+/// appended to journals beside the caches instead of rewriting them (megabytes on a large
+/// homelab), and the next plan reads it back: it hashes and reads nothing.
+#[test]
+fn one_edit_is_journalled_not_rewritten() {
+    let lab = Lab::adopted();
+    lab.plan_json(&[]);
+    let hl = |name: &str| std::fs::read(lab.path(".hl").join(name)).ok();
+    let (statcache, loadcache) = (hl("statcache"), hl("loadcache"));
+    assert!(statcache.is_some() && loadcache.is_some());
+    lab.replace(
+        &format!("{PAPERLESS_APP}/deployment.yaml"),
+        "paperless-ngx:2.13.5",
+        "paperless-ngx:2.13.6",
+    );
+    let (code, plan) = lab.plan_json(&[]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(hl("statcache") == statcache, "the stat cache was rewritten");
+    assert!(hl("loadcache") == loadcache, "the load cache was rewritten");
+    assert!(hl("statcache.log").is_some() && hl("loadcache.log").is_some());
+
+    let (code, again) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2);
+    assert_eq!(again["steps"], plan["steps"]);
+    assert_eq!(stat(&again, "files_hashed"), 0, "{}", again["stats"]);
+    assert_eq!(stat(&again, "files_read"), 0, "{}", again["stats"]);
+}

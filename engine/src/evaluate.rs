@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::files::{FileSet, RepoPath, Stats};
 use crate::graph::Graph;
 use crate::node::{Artifact, EdgeKind, Node, RealizeCtx, Rule};
-use crate::statcache::StatCache;
+use crate::statcache::{StatCache, StatUpdate};
 use crate::state::State;
 use hl_cache::{ActionCache, Fetched, Store};
 
@@ -159,8 +159,7 @@ pub fn unbuilt_output(input: &Digest<Input>) -> Digest<Output> {
     Digest::of(format!("unbuilt:{}", input.hex()).as_bytes())
 }
 
-/// Hashes every node of the graph. Returns the evaluation and the stat cache to save (`None`:
-/// the one given is still right).
+/// Hashes every node of the graph. Returns the evaluation and what the stat cache learnt.
 pub fn evaluate(
     graph: &Graph,
     registry: &Registry,
@@ -168,7 +167,7 @@ pub fn evaluate(
     stat: &StatCache,
     caches: &Caches,
     state: &State,
-) -> Result<(Evaluation, Option<StatCache>), Error> {
+) -> Result<(Evaluation, StatUpdate), Error> {
     let mut all: Vec<RepoPath> = graph
         .nodes()
         .flat_map(|n| n.files.iter().cloned())

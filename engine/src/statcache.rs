@@ -13,7 +13,7 @@ use crate::digest::{Content, Digest};
 use crate::error::Error;
 use crate::files::RepoPath;
 
-const MAGIC: &[u8; 8] = b"HLSTAT01";
+const MAGIC: &[u8; 8] = b"HLSTAT02";
 
 /// What the stat cache compares: a file is unchanged when all of these are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,14 +59,36 @@ impl StatKey {
     }
 }
 
-/// The stat cache of one run: what it loaded, and what it will save.
+/// The stat cache of one run: what it loaded, and when this run started.
 #[derive(Debug, Default)]
 pub struct StatCache {
-    /// When the run that wrote the loaded entries started (ns since the epoch).
-    written_at: i128,
-    /// When this run started: saved as the next run's `written_at`.
+    /// When this run started: what a file's mtime must be older than for what this run
+    /// records of it to be trusted next time.
     started_at: i128,
-    entries: FxHashMap<RepoPath, (StatKey, Digest<Content>)>,
+    /// Path -> (metadata, digest, whether the entry is trusted: its mtime is older than the
+    /// start of the run that recorded it).
+    entries: FxHashMap<RepoPath, (StatKey, Digest<Content>, bool)>,
+    /// The generation of the file loaded (0: none), whose journal this run may append to.
+    generation: u64,
+    /// Entries in that journal.
+    logged: usize,
+}
+
+/// What a run learnt for the stat cache: files hashed (new, edited, or racy last time), and
+/// entries no input uses any more.
+#[derive(Debug, Default)]
+pub struct StatUpdate {
+    /// Files hashed this run, with their metadata.
+    pub changed: Vec<(RepoPath, StatKey, Digest<Content>)>,
+    /// Entries of the loaded cache for paths that are no longer inputs.
+    pub unused: Vec<RepoPath>,
+}
+
+impl StatUpdate {
+    /// Whether the cache stays as it was.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.unused.is_empty()
+    }
 }
 
 fn now_ns() -> i128 {
@@ -75,9 +97,16 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
+/// The journal beside the cache file.
+fn journal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".log");
+    path.with_file_name(name)
+}
+
 impl StatCache {
-    /// Loads the cache at `path`; a missing or unreadable cache is an empty one (it is only a
-    /// cache: the worst case is hashing everything again).
+    /// Loads the cache at `path` and its journal; a missing or unreadable cache is an empty
+    /// one (it is only a cache: the worst case is hashing everything again).
     pub fn load(path: &Path) -> StatCache {
         let started_at = now_ns();
         let mut cache = std::fs::read(path)
@@ -87,33 +116,31 @@ impl StatCache {
                 (blake3::hash(body).as_bytes() == sum).then(|| Self::decode(body))?
             })
             .unwrap_or_default();
+        if cache.generation != 0 {
+            for rec in crate::journal::read(&journal_path(path), cache.generation) {
+                if cache.apply_record(&rec).is_none() {
+                    break;
+                }
+            }
+        }
         cache.started_at = started_at;
         cache
     }
 
-    /// An empty cache for the same run, to be filled with what this run saw.
-    pub fn fresh_like(other: &StatCache) -> StatCache {
-        StatCache {
-            written_at: other.written_at,
-            started_at: other.started_at,
-            entries: FxHashMap::default(),
-        }
-    }
-
     /// The digest recorded for `path` if its metadata is unchanged and the entry is not racy.
     pub fn lookup(&self, path: &RepoPath, key: &StatKey) -> Option<Digest<Content>> {
-        let (k, d) = self.entries.get(path)?;
-        (k == key && k.mtime_ns < self.written_at).then_some(*d)
+        let (k, d, trusted) = self.entries.get(path)?;
+        (*trusted && k == key).then_some(*d)
     }
 
-    /// Records a file.
-    pub fn insert(&mut self, path: RepoPath, key: StatKey, digest: Digest<Content>) {
-        self.entries.insert(path, (key, digest));
+    /// Whether the cache has an entry for `path`.
+    pub fn contains(&self, path: &RepoPath) -> bool {
+        self.entries.contains_key(path)
     }
 
-    /// Whether two caches hold the same entries (then there is nothing new to save).
-    pub fn same_entries(&self, other: &StatCache) -> bool {
-        self.entries == other.entries
+    /// The paths it has entries for.
+    pub fn paths(&self) -> impl Iterator<Item = &RepoPath> {
+        self.entries.keys()
     }
 
     /// Number of entries.
@@ -126,79 +153,146 @@ impl StatCache {
         self.entries.is_empty()
     }
 
-    /// Writes the cache atomically.
-    pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let mut bytes = self.encode();
+    /// Saves what this run learnt: appended to the journal while it stays small next to the
+    /// cache (one edit costs a record of a few hundred bytes), else the whole cache written
+    /// anew (atomically) and the journal dropped. Nothing when nothing was learnt.
+    pub fn save(&self, path: &Path, update: &StatUpdate) -> Result<(), Error> {
+        if update.is_empty() {
+            return Ok(());
+        }
+        let pending = self.logged + update.changed.len() + update.unused.len();
+        if self.generation != 0 && pending <= (self.entries.len() / 8).max(1024) {
+            let mut rec = Vec::with_capacity(32 + update.changed.len() * 140);
+            rec.extend_from_slice(&self.started_at.to_le_bytes());
+            rec.extend_from_slice(&(update.changed.len() as u64).to_le_bytes());
+            for (p, k, d) in &update.changed {
+                put_entry(&mut rec, p, k, d);
+            }
+            rec.extend_from_slice(&(update.unused.len() as u64).to_le_bytes());
+            for p in &update.unused {
+                put_path(&mut rec, p);
+            }
+            return crate::journal::append(&journal_path(path), self.generation, &rec);
+        }
+        let mut entries: FxHashMap<&RepoPath, (&StatKey, &Digest<Content>)> = self
+            .entries
+            .iter()
+            .map(|(p, (k, d, _))| (p, (k, d)))
+            .collect();
+        for p in &update.unused {
+            entries.remove(p);
+        }
+        for (p, k, d) in &update.changed {
+            entries.insert(p, (k, d));
+        }
+        let mut paths: Vec<&RepoPath> = entries.keys().copied().collect();
+        paths.sort();
+        let mut bytes = Vec::with_capacity(32 + paths.len() * 140);
+        bytes.extend_from_slice(MAGIC);
+        // Every entry kept was trusted at load (or hashed again), so this run's start is the
+        // bound for all of them.
+        bytes.extend_from_slice(&self.started_at.to_le_bytes());
+        bytes.extend_from_slice(&crate::journal::generation().to_le_bytes());
+        bytes.extend_from_slice(&(paths.len() as u64).to_le_bytes());
+        for p in paths {
+            let (k, d) = entries[p];
+            put_entry(&mut bytes, p, k, d);
+        }
         // A checksum, so a file torn by a power cut (written without fsync) is not trusted.
         let sum = *blake3::hash(&bytes).as_bytes();
         bytes.extend_from_slice(&sum);
         hl_cache::write_cached(path, &bytes)?;
+        crate::journal::clear(&journal_path(path));
         Ok(())
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.entries.len() * 100);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.started_at.to_le_bytes());
-        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
-        let mut paths: Vec<&RepoPath> = self.entries.keys().collect();
-        paths.sort();
-        for p in paths {
-            let (k, d) = &self.entries[p];
-            let s = p.as_str().as_bytes();
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s);
-            out.extend_from_slice(&k.size.to_le_bytes());
-            out.extend_from_slice(&k.mtime_ns.to_le_bytes());
-            out.extend_from_slice(&k.ctime_ns.to_le_bytes());
-            out.extend_from_slice(&k.ino.to_le_bytes());
-            out.extend_from_slice(d.bytes());
-        }
-        out
-    }
-
     fn decode(b: &[u8]) -> Option<StatCache> {
-        struct R<'a>(&'a [u8]);
-        impl R<'_> {
-            fn take(&mut self, n: usize) -> Option<&[u8]> {
-                if self.0.len() < n {
-                    return None;
-                }
-                let (a, rest) = self.0.split_at(n);
-                self.0 = rest;
-                Some(a)
-            }
-            fn u64(&mut self) -> Option<u64> {
-                Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-            }
-            fn i128(&mut self) -> Option<i128> {
-                Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
-            }
-        }
-        let mut r = R(b);
+        let mut r = Reader(b);
         if r.take(8)? != MAGIC {
             return None;
         }
         let written_at = r.i128()?;
+        let generation = r.u64()?;
         let n = r.u64()? as usize;
         let mut entries = FxHashMap::with_capacity_and_hasher(n.min(1 << 20), Default::default());
         for _ in 0..n {
-            let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-            let path = RepoPath::new(std::str::from_utf8(r.take(len)?).ok()?).ok()?;
-            let key = StatKey {
-                size: r.u64()?,
-                mtime_ns: r.i128()?,
-                ctime_ns: r.i128()?,
-                ino: r.u64()?,
-            };
-            let d = Digest::from_bytes(r.take(32)?.try_into().ok()?);
-            entries.insert(path, (key, d));
+            let (path, key, d) = r.entry()?;
+            let trusted = key.mtime_ns < written_at;
+            entries.insert(path, (key, d, trusted));
         }
         Some(StatCache {
-            written_at,
             started_at: 0,
             entries,
+            generation,
+            logged: 0,
         })
+    }
+
+    /// Applies one journal record; `None` when it does not decode.
+    fn apply_record(&mut self, rec: &[u8]) -> Option<()> {
+        let mut r = Reader(rec);
+        let written_at = r.i128()?;
+        let changed = r.u64()? as usize;
+        for _ in 0..changed {
+            let (path, key, d) = r.entry()?;
+            let trusted = key.mtime_ns < written_at;
+            self.entries.insert(path, (key, d, trusted));
+        }
+        let unused = r.u64()? as usize;
+        for _ in 0..unused {
+            self.entries.remove(&r.path()?);
+        }
+        self.logged += changed + unused;
+        Some(())
+    }
+}
+
+fn put_path(out: &mut Vec<u8>, p: &RepoPath) {
+    let s = p.as_str().as_bytes();
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s);
+}
+
+fn put_entry(out: &mut Vec<u8>, p: &RepoPath, k: &StatKey, d: &Digest<Content>) {
+    put_path(out, p);
+    out.extend_from_slice(&k.size.to_le_bytes());
+    out.extend_from_slice(&k.mtime_ns.to_le_bytes());
+    out.extend_from_slice(&k.ctime_ns.to_le_bytes());
+    out.extend_from_slice(&k.ino.to_le_bytes());
+    out.extend_from_slice(d.bytes());
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i128(&mut self) -> Option<i128> {
+        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    }
+    fn path(&mut self) -> Option<RepoPath> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize;
+        RepoPath::new(std::str::from_utf8(self.take(len)?).ok()?).ok()
+    }
+    fn entry(&mut self) -> Option<(RepoPath, StatKey, Digest<Content>)> {
+        let path = self.path()?;
+        let key = StatKey {
+            size: self.u64()?,
+            mtime_ns: self.i128()?,
+            ctime_ns: self.i128()?,
+            ino: self.u64()?,
+        };
+        let d = Digest::from_bytes(self.take(32)?.try_into().ok()?);
+        Some((path, key, d))
     }
 }
 
@@ -206,32 +300,102 @@ impl StatCache {
 mod tests {
     use super::*;
 
+    fn file(dir: &Path, name: &str, text: &str) -> (RepoPath, StatKey, Digest<Content>) {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        let key = StatKey::of(&std::fs::metadata(&f).unwrap());
+        (
+            RepoPath::new(name).unwrap(),
+            key,
+            Digest::of(text.as_bytes()),
+        )
+    }
+
+    fn update(changed: &[&(RepoPath, StatKey, Digest<Content>)]) -> StatUpdate {
+        StatUpdate {
+            changed: changed.iter().map(|e| (*e).clone()).collect(),
+            unused: Vec::new(),
+        }
+    }
+
     #[test]
     fn round_trips_and_distrusts_racy_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.yaml");
-        std::fs::write(&file, "a: 1\n").unwrap();
-        let key = StatKey::of(&std::fs::metadata(&file).unwrap());
-        let p = RepoPath::new("a.yaml").unwrap();
-        let d = Digest::of(b"a: 1\n");
-
-        // Written by a run that started before the file's mtime: racy, not trusted.
-        let mut racy = StatCache {
-            written_at: 0,
-            started_at: key.mtime_ns,
-            entries: FxHashMap::default(),
-        };
-        racy.insert(p.clone(), key, d);
+        let (p, key, d) = file(dir.path(), "a.yaml", "a: 1\n");
         let path = dir.path().join("stat");
-        racy.save(&path).unwrap();
+
+        // Recorded by a run that started before the file's mtime: racy, not trusted.
+        let racy = StatCache {
+            started_at: key.mtime_ns,
+            ..StatCache::default()
+        };
+        racy.save(&path, &update(&[&(p.clone(), key, d)])).unwrap();
         assert_eq!(StatCache::load(&path).lookup(&p, &key), None);
 
-        // Written by a run that started after: trusted, and only for the same metadata.
-        racy.started_at = key.mtime_ns + 1;
-        racy.save(&path).unwrap();
+        // Recorded by a run that started after: trusted, and only for the same metadata.
+        let later = StatCache {
+            started_at: key.mtime_ns + 1,
+            ..StatCache::default()
+        };
+        later.save(&path, &update(&[&(p.clone(), key, d)])).unwrap();
         let loaded = StatCache::load(&path);
         assert_eq!(loaded.lookup(&p, &key), Some(d));
         let moved = StatKey { size: 99, ..key };
         assert_eq!(loaded.lookup(&p, &moved), None);
+    }
+
+    /// One edit appends a record instead of rewriting the cache; what the journal says wins
+    /// over the file, racy entries in it are not trusted, and a whole rewrite drops it.
+    #[test]
+    fn an_edit_is_journalled_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        let a = file(dir.path(), "a", "1");
+        let b = file(dir.path(), "b", "2");
+        let first = StatCache {
+            started_at: now_ns() + 1,
+            ..StatCache::default()
+        };
+        first.save(&path, &update(&[&a, &b])).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+
+        let mut loaded = StatCache::load(&path);
+        assert_eq!(loaded.lookup(&a.0, &a.1), Some(a.2));
+        let a2 = file(dir.path(), "a", "one");
+        loaded.started_at = a2.1.mtime_ns + 1;
+        let gone = StatUpdate {
+            changed: vec![a2.clone()],
+            unused: vec![b.0.clone()],
+        };
+        loaded.save(&path, &gone).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            size,
+            "not rewritten"
+        );
+        assert!(journal_path(&path).exists());
+
+        let again = StatCache::load(&path);
+        assert_eq!(again.lookup(&a2.0, &a2.1), Some(a2.2));
+        assert_eq!(again.lookup(&a.0, &a.1), None, "the old metadata is gone");
+        assert!(!again.contains(&b.0));
+        assert_eq!(again.len(), 1);
+
+        // Racy in the journal: recorded by a run that started before the edit's mtime.
+        let a3 = file(dir.path(), "a", "uno");
+        let mut racy = StatCache::load(&path);
+        racy.started_at = a3.1.mtime_ns;
+        racy.save(&path, &update(&[&a3])).unwrap();
+        assert_eq!(StatCache::load(&path).lookup(&a3.0, &a3.1), None);
+
+        // Past the journal's bound, the cache is written whole and the journal dropped.
+        let mut big = StatCache::load(&path);
+        big.logged = 5000;
+        big.started_at = a3.1.mtime_ns + 1;
+        big.save(&path, &update(&[&a3])).unwrap();
+        assert!(!journal_path(&path).exists());
+        let whole = StatCache::load(&path);
+        assert_eq!(whole.lookup(&a3.0, &a3.1), Some(a3.2));
+        assert_eq!(whole.len(), 1);
     }
 }

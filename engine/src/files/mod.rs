@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Content, Digest};
 use crate::error::Error;
 pub use crate::repopath::RepoPath;
-use crate::statcache::{StatCache, StatKey};
+use crate::statcache::{StatCache, StatKey, StatUpdate};
 
 pub use cutoff::{Cutoff, Derivation, Observations, Rederive};
 pub use facts::{Fact, Facts};
@@ -567,21 +567,16 @@ impl FileSet {
     }
 
     /// Hashes every path (in parallel), trusting the stat cache where a file's size, times and
-    /// inode are unchanged, so a no-op run reads and hashes nothing. Returns the stat cache to
-    /// save, or `None` when it would be the one given (every path found in it, and nothing
-    /// else in it): a large no-op then builds no new cache of 50,000 entries to throw away.
-    pub fn hash_all(
-        &self,
-        paths: &[RepoPath],
-        cache: &StatCache,
-    ) -> Result<Option<StatCache>, Error> {
+    /// inode are unchanged, so a no-op run reads and hashes nothing. Returns what the stat
+    /// cache learnt: the files hashed, and its entries for paths no longer hashed.
+    pub fn hash_all(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatUpdate, Error> {
         type Hashed = (RepoPath, Option<StatKey>, Digest<Content>, bool);
         let memo = std::mem::take(&mut *self.statted.lock().expect("no panics hold this lock"));
         let results: Vec<Result<Hashed, Error>> = paths
             .par_iter()
             .map(|p| {
                 if let Some(oid) = self.identities.get(p) {
-                    return Ok((p.clone(), None, git_identity(oid), false));
+                    return Ok((p.clone(), None, git_identity(oid), true));
                 }
                 let key = match memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key) {
                     Some(k) => Some(k),
@@ -602,21 +597,27 @@ impl FileSet {
             })
             .collect();
         let results: Vec<Hashed> = results.into_iter().collect::<Result<_, _>>()?;
-        let unchanged = results.len() == cache.len() && results.iter().all(|r| r.3);
+        let mut update = StatUpdate::default();
+        let mut found = 0;
         let mut digests = self.digests.write().expect("no panics hold this lock");
         digests.reserve(results.len());
-        if unchanged {
-            digests.extend(results.into_iter().map(|(p, _, d, _)| (p, d)));
-            return Ok(None);
-        }
-        let mut next = StatCache::fresh_like(cache);
-        for (p, key, d, _) in results {
-            if let Some(key) = key {
-                next.insert(p.clone(), key, d);
+        for (p, key, d, hit) in results {
+            found += usize::from(cache.contains(&p));
+            if let (Some(key), false) = (key, hit) {
+                update.changed.push((p.clone(), key, d));
             }
             digests.insert(p, d);
         }
-        Ok(Some(next))
+        // Entries of paths no longer hashed, looked for only when there are some.
+        if found < cache.len() {
+            let used: rustc_hash::FxHashSet<&RepoPath> = paths.iter().collect();
+            update.unused = cache
+                .paths()
+                .filter(|p| !used.contains(p))
+                .cloned()
+                .collect();
+        }
+        Ok(update)
     }
 
     /// The content digest of a path hashed by [`FileSet::hash_all`].
