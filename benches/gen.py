@@ -38,6 +38,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 
 SIZES = {
     # hosts: docker hosts; services: compose services placed per docker host; manifests: app
@@ -876,7 +877,23 @@ def cmd_edit(a):
         sys.exit(f"gen.py: {path}: nothing to edit (pattern {pattern})")
     with open(path, "w") as f:
         f.write(new)
+    settle(path)
     print(os.path.relpath(path, a.root))
+
+
+def settle(path):
+    """Waits until the clock file systems stamp with (Linux: the coarse real-time clock) is past
+    the file's mtime, as it is for an edit made seconds before a plan: hl does not trust a file
+    changed in the tick its run started in (a racy file), and a timed run right after the edit
+    would measure that instead."""
+    mtime = os.stat(path).st_mtime_ns
+    coarse = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform.startswith("linux") else None)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        now = time.clock_gettime_ns(coarse) if coarse is not None else time.time_ns() - 20_000_000
+        if now > mtime:
+            return
+        time.sleep(0.001)
 
 
 def cmd_sizes(_a):

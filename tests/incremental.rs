@@ -126,6 +126,7 @@ fn replace_by_rename(lab: &Lab, rel: &str, from: &str, to: &str) {
     let tmp = format!("{rel}.tmp~");
     lab.write(&tmp, &text.replacen(from, to, 1));
     std::fs::rename(lab.path(&tmp), lab.path(rel)).unwrap();
+    hl_engine::time::settle(&lab.path(rel).with_file_name(""));
 }
 
 /// An image bump in one manifest changes nothing the k8s loader takes from the file (is it a

@@ -7,7 +7,6 @@
 
 use rustc_hash::FxHashMap;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::{Content, Digest};
 use crate::error::Error;
@@ -92,9 +91,7 @@ impl StatUpdate {
 }
 
 fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
+    crate::time::fs_now_ns()
 }
 
 /// The journal beside the cache file.

@@ -41,6 +41,46 @@ pub fn date(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Now, by the clock file systems stamp modification times with (ns since the epoch): what a
+/// run compares mtimes with to tell racy files, ones that may change again without their mtime
+/// moving.
+///
+/// Linux stamps mtimes from its coarse clock (the last timer tick, up to 10 ms behind), so
+/// an edit made just after a run started, read by the next, can carry an mtime before that
+/// start by the fine clock; by the coarse clock it cannot. Elsewhere, the fine clock less 20
+/// ms (more than a tick) stands in.
+#[cfg(target_os = "linux")]
+pub fn fs_now_ns() -> i128 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// See the Linux one.
+#[cfg(not(target_os = "linux"))]
+pub fn fs_now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+        - 20_000_000
+}
+
+/// Waits until the file systems' clock is past the mtime of `path` (and of anything written
+/// before it), so that a run starting after does not take it for racy: for tests, which edit
+/// and plan within a tick. That clock can lag more than a tick behind when the machine idles,
+/// and file systems with fine-grained timestamps stamp ahead of it, so it is waited for, not
+/// slept over.
+pub fn settle(path: &std::path::Path) {
+    let Ok(mtime) = std::fs::symlink_metadata(path).and_then(|m| m.modified()) else {
+        return;
+    };
+    let mtime = mtime
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    while fs_now_ns() <= mtime {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +95,34 @@ mod tests {
             assert_eq!(rfc3339(secs), want);
         }
         assert_eq!(date(1_795_595_400), "2026-11-25");
+    }
+
+    /// What the racy checks rest on: a file written after a run started never carries an
+    /// mtime before that start, whatever granularity the file system stamps with (the fine
+    /// clock fails this on file systems that stamp from the kernel's coarse clock).
+    #[test]
+    fn a_write_after_a_start_is_never_stamped_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        for i in 0..300 {
+            let start = fs_now_ns();
+            std::fs::write(&f, i.to_string()).unwrap();
+            let mtime = std::fs::metadata(&f)
+                .unwrap()
+                .modified()
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i128;
+            assert!(mtime >= start, "write {i}: mtime {mtime} < start {start}");
+        }
+        settle(&f);
+        assert!(
+            fs_now_ns()
+                > std::fs::metadata(&f)
+                    .map(|m| m.modified().unwrap())
+                    .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128)
+                    .unwrap()
+        );
     }
 }

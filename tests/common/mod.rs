@@ -76,6 +76,10 @@ impl Lab {
         for dir in SAMPLE {
             copy_tree(&src.join(dir), &root.join(dir));
         }
+        // Written after every copy: once the file systems' clock is past it, no copy is racy.
+        let marker = tmp.path().join("copied");
+        fs::write(&marker, "").expect("marker");
+        hl_engine::time::settle(&marker);
         Lab { tmp, root, cache }
     }
 
@@ -168,6 +172,9 @@ impl Lab {
         let p = self.path(rel);
         fs::create_dir_all(p.parent().expect("a file has a folder")).expect("create folder");
         fs::write(&p, text).unwrap_or_else(|e| panic!("cannot write {rel}: {e}"));
+        // As an edit made before a plan, not within the tick the plan starts in (which would
+        // make it racy: trusted by no cache).
+        hl_engine::time::settle(&p);
     }
 
     /// Rewrites a repo file with `f`; panics if `f` changes nothing (an edit that silently

@@ -193,8 +193,10 @@ mod tests {
 
     /// Lets the last edit become older than the next run's start (not racy), as an edit made
     /// before a plan is.
-    fn aged(_: &std::path::Path) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    fn aged(root: &std::path::Path) {
+        crate::time::settle(&root.join("d/a"));
+        crate::time::settle(&root.join("d"));
+        crate::time::settle(&root.join("a"));
     }
 
     #[test]

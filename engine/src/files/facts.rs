@@ -230,6 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "1\n2\n").unwrap();
         std::fs::write(dir.path().join("b"), "1\n").unwrap();
+        crate::time::settle(&dir.path().join("b"));
         let (a, b) = (RepoPath::new("a").unwrap(), RepoPath::new("b").unwrap());
 
         let first = FileSet::new(dir.path()).unwrap();
@@ -247,6 +248,7 @@ mod tests {
         let facts = second.take_facts();
 
         std::fs::write(dir.path().join("b"), "1\n2\n3\n").unwrap();
+        crate::time::settle(&dir.path().join("b"));
         let third = FileSet::new(dir.path()).unwrap();
         third.watch();
         third.remember(facts);
@@ -291,7 +293,7 @@ mod tests {
         std::fs::write(root.join("k/a/b/one.yaml"), "x").unwrap();
         std::fs::create_dir_all(root.join("k/c")).unwrap();
         // Old enough not to be racy.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        crate::time::settle(&root.join("k/c"));
         let (first, facts) = walked(root, Facts::new());
         assert_eq!(first, ["k/a", "k/a/b", "k/a/b/one.yaml", "k/c"]);
         assert!(

@@ -202,7 +202,8 @@ pub struct FileSet {
     identities: HashMap<RepoPath, String>,
     /// While loaders run: every path whose state they depended on, and how deeply.
     watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Watch>>>,
-    /// When this run started (ns since the epoch), to tell racy observations.
+    /// When this run started (ns since the epoch, by the file systems' clock: see
+    /// [`crate::time::fs_now_ns`]), to tell racy observations.
     started: i128,
     /// Paths already statted this run (by [`FileSet::still`], derivations and observations), so
     /// a path is statted once whether the load cache holds, a loader runs again, or hashing
@@ -230,9 +231,7 @@ impl FileSet {
             watched: Mutex::new(None),
             statted: Mutex::default(),
             facts: Mutex::default(),
-            started: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i128),
+            started: crate::time::fs_now_ns(),
             stats: Stats::default(),
         }
     }

@@ -87,7 +87,9 @@ impl Fixture {
     fn write(&self, path: &str, text: &str) {
         let abs = self.dir.path().join(path);
         std::fs::create_dir_all(abs.parent().expect("fixture paths have a folder")).expect("mkdir");
-        std::fs::write(abs, text).expect("write fixture file");
+        std::fs::write(&abs, text).expect("write fixture file");
+        // As an edit made before a run, not racy to it.
+        hl_engine::time::settle(&abs);
     }
 
     fn run(&self, mode: KubernetesMode) -> Run {
