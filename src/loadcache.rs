@@ -135,7 +135,7 @@ fn unit<T: Serialize>(seen: &Observations, body: &T) -> Result<Unit, Error> {
 }
 
 /// This binary's identity: its version and the size and mtime of its executable.
-fn build_id() -> String {
+pub fn build_id() -> String {
     let exe = std::env::current_exe()
         .ok()
         .and_then(|p| std::fs::metadata(p).ok());
@@ -159,6 +159,9 @@ pub struct Learnt {
     /// Else, a record for its journal (generation, payload): what still held although it
     /// moved.
     pub journal: Option<(u64, Vec<u8>)>,
+    /// The generation of the load cache holding this run's nodes once saved; `None` when
+    /// none will (what the loaders saw could not be trusted).
+    pub generation: Option<u64>,
     /// The facts of each kind whose loader ran (`.hl/facts/<kind>`).
     pub facts: Vec<(String, Vec<u8>)>,
 }
@@ -186,6 +189,17 @@ fn encode_facts(facts: Facts, build: &str) -> Option<Vec<u8>> {
         facts.into_iter().map(|((t, p), f)| (t, p, f)).collect();
     list.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     postcard::to_allocvec(&(FORMAT, build, list)).ok()
+}
+
+/// The generation of the load cache when every unit of it holds as it is, none moved: the
+/// nodes it holds are the ones the loaders would find. Reads and checks nothing else.
+pub fn unchanged(files: &FileSet, hl_dir: &Path) -> Option<u64> {
+    let c = rmp_serde::from_slice::<LoadCache>(&std::fs::read(hl_dir.join("loadcache")).ok()?)
+        .ok()
+        .filter(|c| c.format == FORMAT && c.build == build_id())?;
+    let journal = read_journal(hl_dir, c.generation);
+    let same = |name: &str, u: &Unit| matches!(check(files, u, journal.get(name)), Check::Same(_));
+    (same("", &c.inventory) && c.kinds.par_iter().all(|(k, u)| same(k, u))).then_some(c.generation)
 }
 
 /// What the loaders find, each unit from the cache when nothing it depended on moved (or what
@@ -299,16 +313,21 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
         return Ok((discovered, learnt));
     }
     if whole {
+        let generation = hl_engine::journal::generation();
         learnt.loadcache = encode(&LoadCache {
             format: FORMAT,
             build,
-            generation: hl_engine::journal::generation(),
+            generation,
             inventory,
             kinds,
         })
         .ok();
-    } else if !held.is_empty() {
-        learnt.journal = Some((generation, encode(&held)?));
+        learnt.generation = learnt.loadcache.is_some().then_some(generation);
+    } else {
+        if !held.is_empty() {
+            learnt.journal = Some((generation, encode(&held)?));
+        }
+        learnt.generation = Some(generation);
     }
     if learnt.loadcache.is_none() {
         learnt.facts.clear();

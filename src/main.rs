@@ -8,6 +8,7 @@ mod apply;
 mod cmd;
 mod diag;
 mod loadcache;
+mod planmemo;
 mod render;
 mod saved;
 mod session;

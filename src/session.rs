@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use hl_engine::{
     evaluate, plan, Address, Caches, Error, Evaluation, FileSet, Graph, Node, Origin, Plan,
-    Registry, RepoPath, Selector, StatCache, StatUpdate, State,
+    Registry, RepoPath, Selector, StatCache, StatKey, StatUpdate, State,
 };
 use hl_rules::Homelab;
 
@@ -57,6 +57,27 @@ pub struct Session {
     stat_update: StatUpdate,
     /// What loading learnt, to save.
     learnt: crate::loadcache::Learnt,
+    /// The recorded state's files (state.json, its journal) as they were before it was read.
+    pub state_seen: Vec<Option<StatKey>>,
+}
+
+/// Which caches on disk hold what a run found, once it saved (see [`Session::save_stat_cache`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Saved {
+    /// The load cache's generation; `None` when it does not hold this run's nodes.
+    pub loadcache: Option<u64>,
+    /// The stat cache's identity ([`StatCache::identity`]).
+    pub statcache: (u64, usize),
+}
+
+/// The metadata of the recorded state's files (state.json and its journal), each `None` when
+/// absent: what a memo of a plan made from that state is keyed on.
+pub fn state_seen(root: &Path) -> Vec<Option<StatKey>> {
+    let state = state_path(root);
+    [state.clone(), hl_engine::state::journal_path(&state)]
+        .iter()
+        .map(|p| std::fs::metadata(p).ok().map(|m| StatKey::of(&m)))
+        .collect()
 }
 
 impl Session {
@@ -72,6 +93,8 @@ impl Session {
         let files = Arc::new(FileSet::new(&root)?);
         // The state and the stat cache are parsed while the loaders' view is checked: neither
         // depends on the other, and each is mostly one thread's work.
+        // Before the state is read: a state written meanwhile then shows as changed.
+        let state_seen = state_seen(&root);
         let (state, stat, found) = std::thread::scope(|s| {
             let state = s.spawn(|| phase("state", || State::load(&state_path(&root))));
             let stat = s.spawn(|| {
@@ -124,6 +147,7 @@ impl Session {
             plan::compute(&graph, &registry, &eval, &state, &lab.removed_needs)
         })?;
         Ok(Session {
+            state_seen,
             stat,
             stat_update,
             learnt,
@@ -141,7 +165,7 @@ impl Session {
 
     /// Saves what this run learnt about file hashes, when it learnt anything. Commands call
     /// it once their own checks of the request passed, so a refused command writes nothing.
-    pub fn save_stat_cache(&self) -> Result<(), Error> {
+    pub fn save_stat_cache(&self) -> Result<Saved, Error> {
         if let Some(bytes) = &self.learnt.loadcache {
             ensure_hl_dir(&self.root)?;
             // Facts first: a load cache is never newer than the facts it was loaded with.
@@ -161,12 +185,17 @@ impl Session {
                 record,
             )?;
         }
-        if self.stat_update.is_empty() {
-            return Ok(());
-        }
-        ensure_hl_dir(&self.root)?;
-        self.stat
-            .save(&hl_dir(&self.root).join("statcache"), &self.stat_update)
+        let statcache = if self.stat_update.is_empty() {
+            self.stat.identity()
+        } else {
+            ensure_hl_dir(&self.root)?;
+            self.stat
+                .save(&hl_dir(&self.root).join("statcache"), &self.stat_update)?
+        };
+        Ok(Saved {
+            loadcache: self.learnt.generation,
+            statcache,
+        })
     }
 
     /// The plan narrowed to a selection (checked: an unknown `--target` is an error).

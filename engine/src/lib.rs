@@ -54,6 +54,6 @@ pub use params::Params;
 pub use plan::{Action, Cause, Plan, Step};
 pub use scheduler::{FailureKind, JobError};
 pub use select::Selector;
-pub use statcache::{StatCache, StatUpdate};
+pub use statcache::{StatCache, StatKey, StatUpdate};
 pub use state::{Lazy, Record, State};
 pub use transport::Transport;

@@ -150,12 +150,19 @@ impl StatCache {
         self.entries.is_empty()
     }
 
+    /// Which cache this is: (generation, entries journalled), a pair no other cache on disk
+    /// has had since. (0, 0) for none.
+    pub fn identity(&self) -> (u64, usize) {
+        (self.generation, self.logged)
+    }
+
     /// Saves what this run learnt: appended to the journal while it stays small next to the
     /// cache (one edit costs a record of a few hundred bytes), else the whole cache written
-    /// anew (atomically) and the journal dropped. Nothing when nothing was learnt.
-    pub fn save(&self, path: &Path, update: &StatUpdate) -> Result<(), Error> {
+    /// anew (atomically) and the journal dropped. Nothing when nothing was learnt. Returns the
+    /// [`StatCache::identity`] of the cache on disk after.
+    pub fn save(&self, path: &Path, update: &StatUpdate) -> Result<(u64, usize), Error> {
         if update.is_empty() {
-            return Ok(());
+            return Ok(self.identity());
         }
         let pending = self.logged + update.changed.len() + update.unused.len();
         if self.generation != 0 && pending <= (self.entries.len() / 8).max(1024) {
@@ -169,7 +176,8 @@ impl StatCache {
             for p in &update.unused {
                 put_path(&mut rec, p);
             }
-            return crate::journal::append(&journal_path(path), self.generation, &rec);
+            crate::journal::append(&journal_path(path), self.generation, &rec)?;
+            return Ok((self.generation, pending));
         }
         let mut entries: FxHashMap<&RepoPath, (&StatKey, &Digest<Content>)> = self
             .entries
@@ -189,7 +197,8 @@ impl StatCache {
         // Every entry kept was trusted at load (or hashed again), so this run's start is the
         // bound for all of them.
         bytes.extend_from_slice(&self.started_at.to_le_bytes());
-        bytes.extend_from_slice(&crate::journal::generation().to_le_bytes());
+        let generation = crate::journal::generation();
+        bytes.extend_from_slice(&generation.to_le_bytes());
         bytes.extend_from_slice(&(paths.len() as u64).to_le_bytes());
         for p in paths {
             let (k, d) = entries[p];
@@ -200,7 +209,7 @@ impl StatCache {
         bytes.extend_from_slice(&sum);
         hl_cache::write_cached(path, &bytes)?;
         crate::journal::clear(&journal_path(path));
-        Ok(())
+        Ok((generation, 0))
     }
 
     fn decode(b: &[u8]) -> Option<StatCache> {

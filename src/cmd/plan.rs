@@ -50,12 +50,39 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     if let Some(base) = &args.against {
         return against(opts, &args, base);
     }
+    let selector = args.select.selector()?;
+    // The common case, nothing moved since the last plan: its plan, recalled.
+    let plain = !args.refresh && args.out.is_none() && !args.markdown && selector.is_empty();
+    if plain {
+        let root = crate::session::find(opts)?;
+        if let Some(memo) = crate::planmemo::recall(opts, &root) {
+            crate::session::set_root(&root);
+            let topology = hl_rules::Topology {
+                environment: memo.environment.clone(),
+                ..Default::default()
+            };
+            hl_rules::check::environment_guard(&topology, std::env::var("HL_ENV").ok().as_deref())?;
+            for note in &memo.notes {
+                eprintln!("note: {note}");
+            }
+            let view = View {
+                root: &root,
+                environment: memo.environment.as_deref(),
+                notes: &memo.notes,
+                nodes: memo.nodes,
+            };
+            return show(&args, &memo.plan, &view, memo.files.stats.snapshot());
+        }
+    }
     let mut session = Session::open(opts)?;
     if args.refresh {
         super::refresh::apply_drift(&mut session)?;
     }
-    let plan = session.selected_plan(&args.select.selector()?)?;
-    crate::session::phase("save", || session.save_stat_cache())?;
+    let plan = session.selected_plan(&selector)?;
+    let saved = crate::session::phase("save", || session.save_stat_cache())?;
+    if plain {
+        crate::planmemo::keep(&session, saved);
+    }
     if let Some(out) = &args.out {
         crate::saved::SavedPlan::of(&plan, &session.root).save(out)?;
         eprintln!(
@@ -65,33 +92,63 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         );
     }
     let stats = session.files.stats.snapshot();
-    let env = session.lab.topology.environment.as_deref();
+    if args.markdown {
+        let diffs = render::Diffs::recorded(&session.caches.store, &session.files);
+        print!("{}", render::markdown(&plan, None, &diffs));
+        if args.stats {
+            print_stats(session.graph.len(), stats);
+        }
+        let code = if plan.has_changes() { 2 } else { 0 };
+        std::mem::forget(session);
+        return Ok(code);
+    }
+    let view = View {
+        root: &session.root,
+        environment: session.lab.topology.environment.as_deref(),
+        notes: &session.lab.notes,
+        nodes: session.graph.len(),
+    };
+    let code = show(&args, &plan, &view, stats)?;
+    // The process ends right after this: freeing a large homelab's graph, evaluation and
+    // state piece by piece would only cost time (a tenth of a no-op plan on a big tree).
+    std::mem::forget(session);
+    Ok(code)
+}
+
+/// What the human and JSON views show besides the plan.
+struct View<'a> {
+    root: &'a std::path::Path,
+    environment: Option<&'a str>,
+    notes: &'a [String],
+    nodes: usize,
+}
+
+/// Prints the plan, human or JSON; returns the exit code (0 no changes, 2 changes).
+fn show(
+    args: &PlanArgs,
+    plan: &hl_engine::Plan,
+    view: &View,
+    stats: StatsSnapshot,
+) -> Result<u8, Error> {
     if args.json {
         let v = render::json(
-            &plan,
-            &session.root.display().to_string(),
-            env,
-            &session.lab.notes,
+            plan,
+            &view.root.display().to_string(),
+            view.environment,
+            view.notes,
             args.stats.then_some(stats),
         );
         println!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
         );
-    } else if args.markdown {
-        let diffs = render::Diffs::recorded(&session.caches.store, &session.files);
-        print!("{}", render::markdown(&plan, None, &diffs));
     } else {
-        print!("{}", render::human(&plan));
+        print!("{}", render::human(plan));
     }
     if args.stats {
-        print_stats(session.graph.len(), stats);
+        print_stats(view.nodes, stats);
     }
-    let code = if plan.has_changes() { 2 } else { 0 };
-    // The process ends right after this: freeing a large homelab's graph, evaluation and
-    // state piece by piece would only cost time (a tenth of a no-op plan on a big tree).
-    std::mem::forget(session);
-    Ok(code)
+    Ok(if plan.has_changes() { 2 } else { 0 })
 }
 
 fn print_stats(nodes: usize, s: StatsSnapshot) {

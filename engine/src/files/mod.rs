@@ -619,6 +619,27 @@ impl FileSet {
         Ok(update)
     }
 
+    /// Whether every file the stat cache knows is as it recorded, entries trusted: then
+    /// hashing those files would change nothing (stats made this run are reused).
+    pub fn all_hit(&self, cache: &StatCache) -> bool {
+        let memo = self.statted.lock().expect("no panics hold this lock");
+        let paths: Vec<(&RepoPath, Option<StatKey>)> = cache
+            .paths()
+            .map(|p| (p, memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key)))
+            .collect();
+        drop(memo);
+        paths.par_iter().all(|(p, known)| {
+            let key = match known {
+                Some(k) => Some(*k),
+                None => {
+                    Stats::bump(&self.stats.files_statted);
+                    self.source.stat_key(p).ok().flatten()
+                }
+            };
+            key.is_some_and(|k| cache.lookup(p, &k).is_some())
+        })
+    }
+
     /// The content digest of a path hashed by [`FileSet::hash_all`].
     pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
         self.digests

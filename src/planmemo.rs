@@ -1,0 +1,151 @@
+//! The plan memo: `.hl/planmemo`, the last plan with what it was made of, so that `hl plan`
+//! on a repo where nothing moved stats its files and prints, as ninja does on a no-op build,
+//! instead of decoding every node, hashing them and comparing them with the state again (most
+//! of a no-op plan's time on a large homelab).
+//!
+//! A plan is a function of the nodes the loaders find, the digests of their input files, the
+//! recorded state, the rules (this binary), and for expensive nodes not yet built, whether the
+//! action cache knows their output. The memo holds the plan with each of those identified:
+//! the load cache's generation (every unit of it must still hold), the stat cache's identity
+//! (every entry must still match its file), the state files' metadata, the binary, and the
+//! action-cache answer for each such node. Any of them moved, and the plan is made again.
+//! Only the steps renderers show are kept.
+
+use std::path::Path;
+
+use hl_engine::{Caches, Digest, FileSet, Input, Plan, StatCache, StatKey};
+use serde::{Deserialize, Serialize};
+
+use crate::session::{cache_dir, hl_dir, phase, Options, Saved, Session};
+
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Memo {
+    format: u32,
+    build: String,
+    /// The load cache the nodes came from.
+    loadcache: u64,
+    /// The stat cache the file digests came from.
+    statcache: (u64, usize),
+    /// The state's files when read.
+    state: Vec<Option<StatKey>>,
+    /// Expensive nodes whose output the action cache gave (or did not): (input, known).
+    builds: Vec<(Digest<Input>, bool)>,
+    /// The number of nodes (for `--stats`).
+    nodes: usize,
+    /// The inventory's environment (for `HL_ENV` and the JSON view).
+    environment: Option<String>,
+    /// The loaders' notes.
+    notes: Vec<String>,
+    /// The plan's shown steps.
+    plan: Plan,
+}
+
+/// A plan recalled from the memo.
+pub struct Recalled {
+    /// The plan (shown steps only).
+    pub plan: Plan,
+    /// The number of nodes.
+    pub nodes: usize,
+    /// The inventory's environment.
+    pub environment: Option<String>,
+    /// The loaders' notes.
+    pub notes: Vec<String>,
+    /// The files, with the work the check did.
+    pub files: FileSet,
+}
+
+fn path(root: &Path) -> std::path::PathBuf {
+    hl_dir(root).join("planmemo")
+}
+
+/// The memo's plan for the repo at `root` when nothing it was made of moved.
+pub fn recall(opts: &Options, root: &Path) -> Option<Recalled> {
+    phase("memo", || {
+        let memo: Memo = rmp_serde::from_slice(&std::fs::read(path(root)).ok()?).ok()?;
+        if memo.format != FORMAT
+            || memo.build != crate::loadcache::build_id()
+            || memo.state != crate::session::state_seen(root)
+        {
+            return None;
+        }
+        let files = FileSet::new(root).ok()?;
+        let hl = hl_dir(root);
+        let (loadcache, stat) = rayon::join(
+            || crate::loadcache::unchanged(&files, &hl),
+            || StatCache::load(&hl.join("statcache")),
+        );
+        if loadcache != Some(memo.loadcache)
+            || stat.identity() != memo.statcache
+            || !files.all_hit(&stat)
+        {
+            return None;
+        }
+        if !memo.builds.is_empty() {
+            let caches = Caches::open(&cache_dir(opts)).ok()?;
+            for (input, known) in &memo.builds {
+                let now = matches!(
+                    caches.actions.get(input.bytes()),
+                    Ok(hl_cache::Fetched::Hit(_))
+                );
+                if now != *known {
+                    return None;
+                }
+            }
+        }
+        tracing::info!("nothing moved: the plan of .hl/planmemo");
+        Some(Recalled {
+            plan: memo.plan,
+            nodes: memo.nodes,
+            environment: memo.environment,
+            notes: memo.notes,
+            files,
+        })
+    })
+}
+
+/// Keeps the plan of a session that saved its caches as `saved`; nothing when the load cache
+/// does not hold this run's nodes. A memo that cannot be written is only work lost.
+pub fn keep(session: &Session, saved: Saved) {
+    let Some(loadcache) = saved.loadcache else {
+        let _ = std::fs::remove_file(path(&session.root));
+        return;
+    };
+    let builds = session
+        .graph
+        .nodes()
+        .filter(|n| {
+            session
+                .registry
+                .rule(n.address.kind())
+                .is_ok_and(|r| !r.cheap())
+        })
+        .filter_map(|n| {
+            let ev = session.eval.get(&n.address)?;
+            // A node the state records with this very input never asks the action cache.
+            let recorded = session
+                .state
+                .get(&n.address)
+                .is_some_and(|r| r.input == ev.input);
+            (!recorded).then_some((ev.input, ev.built))
+        })
+        .collect();
+    let mut plan = session.plan.clone();
+    plan.steps.retain(crate::render::visible);
+    let memo = Memo {
+        format: FORMAT,
+        build: crate::loadcache::build_id(),
+        loadcache,
+        statcache: saved.statcache,
+        state: session.state_seen.clone(),
+        builds,
+        nodes: session.graph.len(),
+        environment: session.lab.topology.environment.clone(),
+        notes: session.lab.notes.clone(),
+        plan,
+    };
+    if let Ok(bytes) = rmp_serde::to_vec_named(&memo) {
+        let _ = hl_cache::write_cached(&path(&session.root), &bytes);
+    }
+}
