@@ -3,11 +3,12 @@
 //! no host is reached. The plan is the ordinary plan data, computed against the base as if it
 //! were the recorded state.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use hl_engine::compare::{self, Side};
 use hl_engine::files::{GitRepo, GitTree};
-use hl_engine::{plan, Caches, Error, FileSet, Graph, Plan, StatsSnapshot};
+use hl_engine::{plan, Caches, Dependence, Error, FileSet, Graph, Plan, StatsSnapshot};
 use hl_rules::Homelab;
 
 use crate::session::{cache_dir, Options};
@@ -56,14 +57,20 @@ pub fn compare(
         _ => FileSet::new(&root)?,
     };
     let ids = base_tree.unchanged_blobs(&changed)?;
+    let changed_here = base_tree.below_root(&changed)?;
     let head_files = Arc::new(head_files.with_identities(ids.clone()));
     let base_files = FileSet::from_source(Box::new(base_tree.over(head_files.clone(), &changed)?))
         .with_identities(ids);
     let base_label = base_files.label();
     let head_label = head_files.label();
 
-    let mut head_lab = hl_rules::load(&head_files, &[]).map_err(|e| e.on_side(&head_label))?;
-    let mut base_lab = hl_rules::load(&base_files, &[]).map_err(|e| e.on_side(&base_label))?;
+    let head_units = load_units(&head_files).map_err(|e| e.on_side(&head_label))?;
+    let base_found = base_units(&head_units, &head_files, &base_files, &changed_here)
+        .map_err(|e| e.on_side(&base_label))?;
+    let mut head_lab = hl_rules::finish(&head_files, discovered(head_units), &[])
+        .map_err(|e| e.on_side(&head_label))?;
+    let mut base_lab =
+        hl_rules::finish(&base_files, base_found, &[]).map_err(|e| e.on_side(&base_label))?;
     let head_graph =
         Graph::build(std::mem::take(&mut head_lab.nodes)).map_err(|e| e.on_side(&head_label))?;
     let base_graph =
@@ -117,4 +124,93 @@ pub fn compare(
         dirty,
         stats,
     })
+}
+
+/// What one loader found, and what it depended on (`None`: its view was not recorded).
+struct Unit {
+    nodes: Vec<hl_engine::Node>,
+    notes: Vec<String>,
+    deps: Option<Vec<(hl_engine::RepoPath, Dependence)>>,
+}
+
+/// What the loaders found in one revision, unit by unit: the inventory, then each kind.
+struct Units {
+    topology: hl_rules::Topology,
+    topology_path: hl_engine::RepoPath,
+    inventory: Option<Vec<(hl_engine::RepoPath, Dependence)>>,
+    kinds: Vec<(&'static str, Unit)>,
+}
+
+/// Runs every loader on `files`, recording what each depended on.
+fn load_units(files: &FileSet) -> Result<Units, Error> {
+    files.watch_dependencies();
+    let (topology, topology_path) = hl_rules::inventory(files)?;
+    let inventory = files.dependencies();
+    let mut kinds = Vec::new();
+    for kind in hl_rules::KINDS {
+        files.watch_dependencies();
+        let (nodes, notes) = hl_rules::discover_kind(files, &topology, &topology_path, kind)?;
+        let deps = files.dependencies();
+        kinds.push((kind, Unit { nodes, notes, deps }));
+    }
+    Ok(Units {
+        topology,
+        topology_path,
+        inventory,
+        kinds,
+    })
+}
+
+fn discovered(units: Units) -> hl_rules::Discovered {
+    let mut d = hl_rules::Discovered {
+        topology: units.topology,
+        topology_path: units.topology_path,
+        nodes: Vec::new(),
+        notes: Vec::new(),
+    };
+    for (_, u) in units.kinds {
+        d.nodes.extend(u.nodes);
+        d.notes.extend(u.notes);
+    }
+    d
+}
+
+/// What the loaders find in the base revision: each head unit whose view holds in the base
+/// too (what the diff touched gives the loader the same: see [`FileSet::holds_in`]) is taken
+/// as it is, and only the others are loaded from the base. A pull request that edits one
+/// manifest loads one side of a large homelab, not two.
+fn base_units(
+    head: &Units,
+    head_files: &FileSet,
+    base_files: &FileSet,
+    changed: &HashSet<String>,
+) -> Result<hl_rules::Discovered, Error> {
+    let derivations = hl_rules::derivations();
+    let same = |p: &hl_engine::RepoPath| !changed.contains(p.as_str());
+    let holds = |deps: &Option<Vec<(hl_engine::RepoPath, Dependence)>>| {
+        deps.as_ref()
+            .is_some_and(|d| head_files.holds_in(base_files, d, same, &derivations))
+    };
+    let inventory_held = holds(&head.inventory);
+    let (topology, topology_path) = if inventory_held {
+        (head.topology.clone(), head.topology_path.clone())
+    } else {
+        hl_rules::inventory(base_files)?
+    };
+    let mut d = hl_rules::Discovered {
+        topology,
+        topology_path,
+        nodes: Vec::new(),
+        notes: Vec::new(),
+    };
+    for (kind, u) in &head.kinds {
+        let (nodes, notes) = if inventory_held && holds(&u.deps) {
+            (u.nodes.clone(), u.notes.clone())
+        } else {
+            hl_rules::discover_kind(base_files, &d.topology, &d.topology_path, kind)?
+        };
+        d.nodes.extend(nodes);
+        d.notes.extend(notes);
+    }
+    Ok(d)
 }

@@ -452,8 +452,11 @@ fn service_removed_from_a_host_is_a_destructive_delete() {
     repo.commit("remove forgejo");
     let base = repo.sha("HEAD~1");
 
-    let (code, plan) = repo.plan_json(&["--against", "HEAD~1"]);
+    let (code, mut plan) = repo.plan_json(&["--against", "HEAD~1", "--stats"]);
     assert_eq!(code, 2);
+    // What the compose loader found moved: it runs on the base side too (6 + 1).
+    assert_eq!(stat(&plan, "loaders_run"), 7, "{}", plan["stats"]);
+    plan.as_object_mut().expect("a plan").remove("stats");
     assert_frame(
         &repo,
         &plan,
@@ -803,9 +806,12 @@ fn nothing_under_hl_is_written_and_the_work_tree_is_untouched() {
 ///   both outputs; every other node has the same input digest on both sides and is not
 ///   realized at all.
 ///
+/// - loaders run 6: the head side's inventory and five kinds; the base side runs none, since
+///   the diff (a bind-mounted config file) changes nothing any loader found: the base's nodes
+///   are the head's.
+///
 /// Run again with the cache kept (as CI does with `~/.cache/hl`), the two outputs come from
-/// the action cache: nothing is realized. (Files read is the loaders' business and left out;
-/// both sides run every loader: the inventory and five kinds.)
+/// the action cache: nothing is realized. (Files read is the loaders' business and left out.)
 #[test]
 fn stats_of_a_one_file_diff() {
     let mut repo = Repo::new();
@@ -825,6 +831,7 @@ fn stats_of_a_one_file_diff() {
             "files_hashed",
             "blobs_read",
             "nodes_realized",
+            "loaders_run",
         ]
         .map(|k| stat(plan, k))
     };
@@ -836,15 +843,15 @@ fn stats_of_a_one_file_diff() {
     );
     assert_eq!(
         counts(&cold),
-        [1, 2, 1, 2],
-        "statted, hashed, blobs, realized"
+        [1, 2, 1, 2, 6],
+        "statted, hashed, blobs, realized, loaders"
     );
 
     let (_, warm) = repo.plan_json(&["--against", "HEAD~1", "--stats"]);
     assert_eq!(
         counts(&warm),
-        [1, 2, 1, 0],
-        "statted, hashed, blobs, realized"
+        [1, 2, 1, 0, 6],
+        "statted, hashed, blobs, realized, loaders"
     );
     assert_eq!(warm["steps"], cold["steps"], "the cache changes no digest");
 
@@ -858,7 +865,7 @@ fn stats_of_a_one_file_diff() {
         .expect("a stats line");
     assert!(
         line.contains(" 1 files statted, 2 files hashed, ")
-            && line.ends_with(" 1 git blobs read, 0 nodes realized, 12 loaders run"),
+            && line.ends_with(" 1 git blobs read, 0 nodes realized, 6 loaders run"),
         "{line}"
     );
 }
@@ -1177,5 +1184,51 @@ fn the_git_index_is_not_rewritten() {
     assert!(
         fs::read(&index).expect("index") == before,
         ".git/index was rewritten"
+    );
+}
+
+/// The base side loads only what the diff changes for the loaders. A manifest's image bump
+/// changes nothing the k8s loader takes from the file, so the base's nodes are the head's
+/// (6 loaders, the head's); a Flux spec edit changes what it takes from `ks.yaml`, so the k8s
+/// loader runs on the base too (7), and the base's spec shows in the plan.
+#[test]
+fn the_base_side_loads_only_what_the_diff_moved() {
+    let mut repo = Repo::new();
+    let app = "cluster/kubernetes/apps/paperless/app";
+    let owner = repo.lab.flux_owner(app);
+    repo.lab.replace(
+        &format!("{app}/deployment.yaml"),
+        "paperless-ngx:2.13.5",
+        "paperless-ngx:2.13.6",
+    );
+    repo.commit("image bump");
+    let (code, plan) = repo.plan_json(&["--against", "HEAD~1", "--stats"]);
+    assert_eq!(code, 2);
+    assert_eq!(changes(&plan), expect([(owner.as_str(), "update")]));
+    assert_eq!(stat(&plan, "loaders_run"), 6, "{}", plan["stats"]);
+
+    let parent = repo.lab.flux_owner("cluster/kubernetes/apps");
+    repo.lab.replace(
+        "cluster/kubernetes/apps/paperless/ks.yaml",
+        "interval: 30m",
+        "interval: 15m",
+    );
+    repo.commit("flux interval");
+    let (code, plan) = repo.plan_json(&["--against", "HEAD~1", "--stats"]);
+    assert_eq!(code, 2);
+    assert_eq!(stat(&plan, "loaders_run"), 7, "{}", plan["stats"]);
+    assert!(
+        changes(&plan).contains(&(parent.clone(), "update".to_string())),
+        "{plan}"
+    );
+    let step = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["address"] == owner.as_str())
+        .expect("the app's step: its spec changed");
+    assert!(
+        step.to_string().contains("30m") && step.to_string().contains("15m"),
+        "{step}"
     );
 }

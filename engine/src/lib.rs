@@ -43,8 +43,8 @@ pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Outpu
 pub use error::{Class, Error};
 pub use evaluate::{Caches, Evaluated, Evaluation, Registry};
 pub use files::{
-    Cutoff, Derivation, Entry, Fact, Facts, FileSet, Kind, Observations, Rederive, RepoPath, Seen,
-    Source, Stats, StatsSnapshot,
+    Cutoff, Dependence, Derivation, Entry, Fact, Facts, FileSet, Kind, Observations, Rederive,
+    RepoPath, Seen, Source, Stats, StatsSnapshot,
 };
 pub use graph::Graph;
 pub use node::{

@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{FileSet, Seen};
+use super::{Depth, FileSet, Seen};
 use crate::error::Error;
 use crate::repopath::RepoPath;
 
@@ -157,6 +157,89 @@ impl FileSet {
             h.update(&[0, e.kind as u8, b'\n']);
         }
         Some(*h.finalize().as_bytes())
+    }
+}
+
+/// How a loader depended on one path, whatever the source: what tells whether the loader
+/// would find the same in another revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dependence {
+    /// Its kind alone.
+    Kind,
+    /// What these derivations made of its bytes: (tag, digest of the facts).
+    Derived(Vec<(&'static str, [u8; 32])>),
+    /// Its content (a file read whole) or entries (a folder listed or walked).
+    Content,
+}
+
+impl FileSet {
+    /// Every path the loaders watched since [`FileSet::watch`] depended on, and how (whatever
+    /// the source: a revision's files too).
+    pub fn dependencies(&self) -> Option<Vec<(RepoPath, Dependence)>> {
+        let watched = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .clone()?;
+        Some(
+            watched
+                .into_iter()
+                .map(|(p, w)| {
+                    let d = match w.depth {
+                        Depth::Kind => Dependence::Kind,
+                        Depth::Derived => Dependence::Derived(w.derived),
+                        Depth::Content => Dependence::Content,
+                    };
+                    (p, d)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether a loader that found something in these files, depending on them as `deps`
+    /// says, would find the same in `other` (another revision): every path of the same kind
+    /// in both, every file read whole the same, every file read through derivations giving
+    /// the same facts, every folder it listed or walked with the same entries. `same(p)` says
+    /// a file is known to have the same content in both (git says so) without reading it.
+    pub fn holds_in(
+        &self,
+        other: &FileSet,
+        deps: &[(RepoPath, Dependence)],
+        same: impl Fn(&RepoPath) -> bool + Sync,
+        derivations: &[&dyn Rederive],
+    ) -> bool {
+        use rayon::prelude::*;
+        deps.par_iter().all(|(p, dep)| {
+            // A file the same on both sides is the same kind on both: no stat needed.
+            let other_kind = other.source.kind(p);
+            if other_kind == Some(super::Kind::File) && same(p) {
+                return true;
+            }
+            let kind = self.source.kind(p);
+            if kind != other_kind || self.source.target_kind(p) != other.source.target_kind(p) {
+                return false;
+            }
+            match (dep, self.source.target_kind(p)) {
+                (Dependence::Kind, _) | (_, None) => true,
+                (_, Some(super::Kind::Dir)) => {
+                    self.listing_digest(p).is_some()
+                        && self.listing_digest(p) == other.listing_digest(p)
+                }
+                (_, Some(_)) if same(p) => true,
+                (Dependence::Derived(tags), Some(_)) => {
+                    other.read_unwatched(p).is_ok_and(|bytes| {
+                        tags.iter().all(|(tag, digest)| {
+                            derivations
+                                .iter()
+                                .find(|d| d.tag() == *tag)
+                                .and_then(|d| d.facts_digest(&bytes, p))
+                                .is_some_and(|d| d == *digest)
+                        })
+                    })
+                }
+                (Dependence::Content, Some(_)) => false,
+            }
+        })
     }
 }
 

@@ -62,10 +62,16 @@ impl FileSet {
     ) -> Result<T, Error> {
         // Facts are kept only for a load being recorded for the load cache; any other load
         // (a revision compared with `--against`) has no use for the file's metadata.
-        let watching = self.watching();
-        if !watching {
+        if !self.remembering() {
             let bytes = self.read_unwatched(p)?;
-            return (d.derive)(&bytes, p);
+            let value = (d.derive)(&bytes, p)?;
+            if self.watching() {
+                match serde_json::to_vec(&value) {
+                    Ok(json) => self.record_derived(p, d.tag, facts_digest(&json)),
+                    Err(_) => self.note(p),
+                }
+            }
+            return Ok(value);
         }
         self.record(p, Depth::Derived);
         let seen = self.seen_now(p);

@@ -320,8 +320,16 @@ impl GitTree {
     /// Lays this tree over `head`: paths in `changed` (relative to the repository top) are read
     /// from git; every other path has the head's content.
     pub fn over(mut self, head: Arc<FileSet>, changed: &HashSet<String>) -> Result<GitTree, Error> {
+        let rel = self.below_root(changed)?;
+        self.over = Some((head, rel));
+        Ok(self)
+    }
+
+    /// Of paths relative to the repository top, the ones below the homelab root, relative to
+    /// it.
+    pub fn below_root(&self, changed: &HashSet<String>) -> Result<HashSet<String>, Error> {
         let prefix = prefix_of(&self.repo, &self.root)?;
-        let rel: HashSet<String> = changed
+        Ok(changed
             .iter()
             .filter_map(|p| match prefix.as_str() {
                 "" => Some(p.clone()),
@@ -330,9 +338,7 @@ impl GitTree {
                     .and_then(|r| r.strip_prefix('/'))
                     .map(str::to_string),
             })
-            .collect();
-        self.over = Some((head, rel));
-        Ok(self)
+            .collect())
     }
 
     /// The blob id of every file outside `changed` (paths relative to the repository top):

@@ -22,7 +22,7 @@ use crate::error::Error;
 pub use crate::repopath::RepoPath;
 use crate::statcache::{StatCache, StatKey, StatUpdate};
 
-pub use cutoff::{Cutoff, Derivation, Observations, Rederive};
+pub use cutoff::{Cutoff, Dependence, Derivation, Observations, Rederive};
 pub use facts::{Fact, Facts};
 pub use git::{GitRepo, GitTree};
 pub use worktree::Worktree;
@@ -211,6 +211,9 @@ pub struct FileSet {
     statted: Mutex<FxHashMap<RepoPath, Seen>>,
     /// Facts derived from single files, from earlier runs and this one.
     facts: Mutex<facts::Memory>,
+    /// Whether the watch is for the load cache (facts and walks remembered), not only for
+    /// [`FileSet::dependencies`].
+    remembering: std::sync::atomic::AtomicBool,
     /// What this run did.
     pub stats: Stats,
 }
@@ -231,6 +234,7 @@ impl FileSet {
             watched: Mutex::new(None),
             statted: Mutex::default(),
             facts: Mutex::default(),
+            remembering: Default::default(),
             started: crate::time::fs_now_ns(),
             stats: Stats::default(),
         }
@@ -239,6 +243,20 @@ impl FileSet {
     /// Starts recording every path that reads, probes, listings and walks depend on.
     pub fn watch(&self) {
         *self.watched.lock().expect("no panics hold this lock") = Some(Default::default());
+        self.remembering.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts recording every path loads depend on, as [`FileSet::watch`], but for
+    /// [`FileSet::dependencies`] alone: no stats, no facts kept for a next run (a revision
+    /// compared with another).
+    pub fn watch_dependencies(&self) {
+        *self.watched.lock().expect("no panics hold this lock") = Some(Default::default());
+        self.remembering.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether facts and walks are remembered for the next run (while watching).
+    fn remembering(&self) -> bool {
+        self.remembering.load(Ordering::Relaxed) && self.watching()
     }
 
     fn note(&self, p: &RepoPath) {
@@ -508,21 +526,21 @@ impl FileSet {
 
     /// Every entry below `dir`, sorted; see [`Source::walk`].
     pub fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
-        let watching = self.watching();
-        let entries = match watching
+        let remembering = self.remembering();
+        let entries = match remembering
             .then(|| self.walk_remembered(dir, hidden))
             .flatten()
         {
             Some(entries) => entries,
             None => {
                 let entries = self.source.walk(dir, hidden)?;
-                if watching {
+                if remembering {
                     self.remember_walk(dir, hidden, &entries);
                 }
                 entries
             }
         };
-        if watching {
+        if self.watching() {
             for p in walk_dependencies(dir, &entries) {
                 self.note(&p);
             }
