@@ -12,8 +12,9 @@
 //! Only the steps renderers show are kept.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use hl_engine::{Caches, Digest, FileSet, Input, Plan, StatCache, StatKey};
+use hl_engine::{Caches, Digest, Error, FileSet, Input, Plan, StatCache, StatKey};
 use serde::{Deserialize, Serialize};
 
 use crate::session::{cache_dir, hl_dir, phase, Options, Saved, Session};
@@ -53,56 +54,81 @@ pub struct Recalled {
     /// The loaders' notes.
     pub notes: Vec<String>,
     /// The files, with the work the check did.
-    pub files: FileSet,
+    pub files: Arc<FileSet>,
 }
 
 fn path(root: &Path) -> std::path::PathBuf {
     hl_dir(root).join("planmemo")
 }
 
+/// What a look that found something moved leaves for making the plan: the files with their
+/// stats, and the stat cache when it was loaded.
+pub struct Missed {
+    /// The repo's files, with what was statted.
+    pub files: Arc<FileSet>,
+    /// The stat cache, if loaded.
+    pub stat: Option<StatCache>,
+}
+
 /// The memo's plan for the repo at `root` when nothing it was made of moved.
-pub fn recall(opts: &Options, root: &Path) -> Option<Recalled> {
-    phase("memo", || {
-        let memo: Memo = rmp_serde::from_slice(&std::fs::read(path(root)).ok()?).ok()?;
-        if memo.format != FORMAT
-            || memo.build != crate::loadcache::build_id()
-            || memo.state != crate::session::state_seen(root)
-        {
-            return None;
+pub fn recall(opts: &Options, root: &Path) -> Result<Result<Recalled, Missed>, Error> {
+    let files = Arc::new(FileSet::new(root)?);
+    Ok(phase("memo", || {
+        let mut stat = None;
+        let hit = check(opts, root, &files, &mut stat);
+        match hit {
+            Some(m) => {
+                tracing::info!("nothing moved: the plan of .hl/planmemo");
+                Ok(Recalled {
+                    plan: m.plan,
+                    nodes: m.nodes,
+                    environment: m.environment,
+                    notes: m.notes,
+                    files: files.clone(),
+                })
+            }
+            None => Err(Missed { files, stat }),
         }
-        let files = FileSet::new(root).ok()?;
-        let hl = hl_dir(root);
-        let (loadcache, stat) = rayon::join(
-            || crate::loadcache::unchanged(&files, &hl),
-            || StatCache::load(&hl.join("statcache")),
-        );
-        if loadcache != Some(memo.loadcache)
-            || stat.identity() != memo.statcache
-            || !files.all_hit(&stat)
-        {
-            return None;
-        }
-        if !memo.builds.is_empty() {
-            let caches = Caches::open(&cache_dir(opts)).ok()?;
-            for (input, known) in &memo.builds {
-                let now = matches!(
-                    caches.actions.get(input.bytes()),
-                    Ok(hl_cache::Fetched::Hit(_))
-                );
-                if now != *known {
-                    return None;
-                }
+    }))
+}
+
+/// The memo, when nothing it was made of moved; the stat cache is left in `stat` when loaded.
+fn check(
+    opts: &Options,
+    root: &Path,
+    files: &FileSet,
+    stat: &mut Option<StatCache>,
+) -> Option<Memo> {
+    let memo: Memo = rmp_serde::from_slice(&std::fs::read(path(root)).ok()?).ok()?;
+    if memo.format != FORMAT
+        || memo.build != crate::loadcache::build_id()
+        || memo.state != crate::session::state_seen(root)
+    {
+        return None;
+    }
+    let hl = hl_dir(root);
+    // The load cache first: the paths it stats are most of what a plan made again stats, and
+    // are not statted again.
+    if crate::loadcache::unchanged(files, &hl) != Some(memo.loadcache) {
+        return None;
+    }
+    let loaded = stat.insert(StatCache::load(&hl.join("statcache")));
+    if loaded.identity() != memo.statcache || !files.all_hit(loaded) {
+        return None;
+    }
+    if !memo.builds.is_empty() {
+        let caches = Caches::open(&cache_dir(opts)).ok()?;
+        for (input, known) in &memo.builds {
+            let now = matches!(
+                caches.actions.get(input.bytes()),
+                Ok(hl_cache::Fetched::Hit(_))
+            );
+            if now != *known {
+                return None;
             }
         }
-        tracing::info!("nothing moved: the plan of .hl/planmemo");
-        Some(Recalled {
-            plan: memo.plan,
-            nodes: memo.nodes,
-            environment: memo.environment,
-            notes: memo.notes,
-            files,
-        })
-    })
+    }
+    Some(memo)
 }
 
 /// Keeps the plan of a session that saved its caches as `saved`; nothing when the load cache

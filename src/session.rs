@@ -89,8 +89,20 @@ impl Session {
 
     /// [`Session::open`] at a root already found (apply locks the state before it plans).
     pub fn open_at(opts: &Options, root: PathBuf) -> Result<Session, Error> {
-        set_root(&root);
         let files = Arc::new(FileSet::new(&root)?);
+        Session::open_with(opts, root, files, None)
+    }
+
+    /// [`Session::open_at`] with the repo's files of this run, and the stat cache, when a
+    /// look at them was made already (the plan memo's check): what was statted or loaded then
+    /// is not again.
+    pub fn open_with(
+        opts: &Options,
+        root: PathBuf,
+        files: Arc<FileSet>,
+        stat: Option<StatCache>,
+    ) -> Result<Session, Error> {
+        set_root(&root);
         // The state and the stat cache are parsed while the loaders' view is checked: neither
         // depends on the other, and each is mostly one thread's work.
         // Before the state is read: a state written meanwhile then shows as changed.
@@ -99,7 +111,7 @@ impl Session {
             let state = s.spawn(|| phase("state", || State::load(&state_path(&root))));
             let stat = s.spawn(|| {
                 phase("statcache", || {
-                    StatCache::load(&hl_dir(&root).join("statcache"))
+                    stat.unwrap_or_else(|| StatCache::load(&hl_dir(&root).join("statcache")))
                 })
             });
             let found = phase("discover", || {

@@ -53,28 +53,16 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     let selector = args.select.selector()?;
     // The common case, nothing moved since the last plan: its plan, recalled.
     let plain = !args.refresh && args.out.is_none() && !args.markdown && selector.is_empty();
-    if plain {
-        let root = crate::session::find(opts)?;
-        if let Some(memo) = crate::planmemo::recall(opts, &root) {
-            crate::session::set_root(&root);
-            let topology = hl_rules::Topology {
-                environment: memo.environment.clone(),
-                ..Default::default()
-            };
-            hl_rules::check::environment_guard(&topology, std::env::var("HL_ENV").ok().as_deref())?;
-            for note in &memo.notes {
-                eprintln!("note: {note}");
-            }
-            let view = View {
-                root: &root,
-                environment: memo.environment.as_deref(),
-                notes: &memo.notes,
-                nodes: memo.nodes,
-            };
-            return show(&args, &memo.plan, &view, memo.files.stats.snapshot());
+    let root = crate::session::find(opts)?;
+    let (files, stat) = if plain {
+        match crate::planmemo::recall(opts, &root)? {
+            Ok(memo) => return recalled(&args, &root, memo),
+            Err(missed) => (missed.files, missed.stat),
         }
-    }
-    let mut session = Session::open(opts)?;
+    } else {
+        (std::sync::Arc::new(hl_engine::FileSet::new(&root)?), None)
+    };
+    let mut session = Session::open_with(opts, root, files, stat)?;
     if args.refresh {
         super::refresh::apply_drift(&mut session)?;
     }
@@ -113,6 +101,30 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     // state piece by piece would only cost time (a tenth of a no-op plan on a big tree).
     std::mem::forget(session);
     Ok(code)
+}
+
+/// Shows a plan recalled from the memo (see [`crate::planmemo`]).
+fn recalled(
+    args: &PlanArgs,
+    root: &std::path::Path,
+    memo: crate::planmemo::Recalled,
+) -> Result<u8, Error> {
+    crate::session::set_root(root);
+    let topology = hl_rules::Topology {
+        environment: memo.environment.clone(),
+        ..Default::default()
+    };
+    hl_rules::check::environment_guard(&topology, std::env::var("HL_ENV").ok().as_deref())?;
+    for note in &memo.notes {
+        eprintln!("note: {note}");
+    }
+    let view = View {
+        root,
+        environment: memo.environment.as_deref(),
+        notes: &memo.notes,
+        nodes: memo.nodes,
+    };
+    show(args, &memo.plan, &view, memo.files.stats.snapshot())
 }
 
 /// What the human and JSON views show besides the plan.

@@ -421,9 +421,22 @@ impl FileSet {
     /// Whether each path is as it was, statting every path even after a difference: a loader
     /// that runs again, and hashing, use these stats instead of making their own.
     fn stat_all(&self, seen: &[(RepoPath, Seen)]) -> Vec<bool> {
+        // Stats made earlier this run (another unit's check) are not made again.
+        let known: Vec<Option<Seen>> = {
+            let memo = self.statted.lock().expect("no panics hold this lock");
+            if memo.is_empty() {
+                Vec::new()
+            } else {
+                seen.iter().map(|(p, _)| memo.get(p).cloned()).collect()
+            }
+        };
         let now: Vec<(RepoPath, Option<Seen>)> = seen
             .par_iter()
-            .map(|(p, _)| {
+            .enumerate()
+            .map(|(i, (p, _))| {
+                if let Some(Some(s)) = known.get(i) {
+                    return (p.clone(), Some(s.clone()));
+                }
                 Stats::bump(&self.stats.files_statted);
                 (p.clone(), self.source.seen(p))
             })
