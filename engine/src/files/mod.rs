@@ -272,6 +272,19 @@ impl FileSet {
 
     /// Records a dependency on `p` while watching; the deeper of two records of a path wins.
     fn record(&self, p: &RepoPath, depth: Depth) {
+        self.record_with(p, depth, |_| {});
+    }
+
+    /// Records that a derivation made facts with this digest of `p`.
+    fn record_derived(&self, p: &RepoPath, tag: &'static str, digest: [u8; 32]) {
+        self.record_with(p, Depth::Derived, |w| {
+            if !w.derived.iter().any(|(t, _)| *t == tag) {
+                w.derived.push((tag, digest));
+            }
+        });
+    }
+
+    fn record_with(&self, p: &RepoPath, depth: Depth, f: impl FnOnce(&mut Watch)) {
         if let Some(w) = self
             .watched
             .lock()
@@ -283,25 +296,7 @@ impl FileSet {
                 derived: Vec::new(),
             });
             w.depth = w.depth.max(depth);
-        }
-    }
-
-    /// Records that a derivation made facts with this digest of `p`.
-    fn record_derived(&self, p: &RepoPath, tag: &'static str, digest: [u8; 32]) {
-        if let Some(w) = self
-            .watched
-            .lock()
-            .expect("no panics hold this lock")
-            .as_mut()
-        {
-            let w = w.entry(p.clone()).or_insert(Watch {
-                depth: Depth::Derived,
-                derived: Vec::new(),
-            });
-            w.depth = w.depth.max(Depth::Derived);
-            if !w.derived.iter().any(|(t, _)| *t == tag) {
-                w.derived.push((tag, digest));
-            }
+            f(w);
         }
     }
 
