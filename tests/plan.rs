@@ -91,6 +91,28 @@ fn fresh_copy_creates_everything_and_adopt_settles_it() {
     );
 }
 
+/// A plan of a fresh copy realizes every node for its output and records each action in the
+/// cache, all of them in one pack file (`hl_cache::ActionCache::flush`); a second plan, with
+/// still nothing recorded in the state, finds every one there and realizes none.
+#[test]
+fn a_second_plan_of_a_fresh_copy_realizes_nothing() {
+    let lab = Lab::fresh();
+    let (_, first) = lab.plan_json(&["--stats"]);
+    let (code, second) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "nothing is recorded yet");
+    assert!(
+        stat(&first, "nodes_realized") >= 32,
+        "enough actions for a pack: {}",
+        first["stats"]
+    );
+    assert!(
+        lab.cache().join("ac-packs").is_dir(),
+        "the actions were recorded as a pack"
+    );
+    assert_eq!(stat(&second, "nodes_realized"), 0, "{}", second["stats"]);
+    assert_eq!(first["steps"], second["steps"]);
+}
+
 /// The stat cache: a no-op plan stats files but hashes none and realizes nothing; one edited
 /// file is the one file hashed.
 #[test]

@@ -2,9 +2,10 @@
 //!
 //! The store keeps blobs by the blake3 hash of their bytes; the action cache maps an input hash
 //! (what went into a build) to an output hash (what came out). Both are plain files under one
-//! root, written atomically (temp file, fsync, rename) so a crash never leaves a half-written
+//! root, written atomically (temp file, rename) so a crash never leaves a half-written
 //! entry under a valid name, and every read is verified against its key, so a corrupted entry is
-//! evicted and reported as such, never used.
+//! evicted and reported as such, never used. A run that records many actions writes them as
+//! one pack file (`packs`) instead of one file each.
 //!
 //! ```no_run
 //! let store = hl_cache::Store::open("/tmp/hl-cache").unwrap();
@@ -13,9 +14,13 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+mod packs;
 
 /// A blake3 hash as the cache knows it: 32 raw bytes.
 pub type Hash = [u8; 32];
@@ -204,16 +209,36 @@ fn remove(root: &Path, ns: &str, key: &Hash) -> Result<(), CacheError> {
 /// The action cache: input hash -> output hash, for builds that already ran.
 ///
 /// An entry is 64 bytes: the output hash, then blake3 of (input, output), so a torn or
-/// tampered entry is detected and evicted rather than trusted.
+/// tampered entry is detected and evicted rather than trusted. Entries recorded with
+/// [`ActionCache::defer`] are kept in memory and written together, as one pack, by
+/// [`ActionCache::flush`] (see `packs`); clones share them.
 #[derive(Debug, Clone)]
 pub struct ActionCache {
     root: PathBuf,
+    /// Deferred entries.
+    pending: Arc<Mutex<Deferred>>,
+    /// The packed entries, read at the first lookup that needs them.
+    packed: Arc<OnceLock<HashMap<Hash, Hash>>>,
+}
+
+/// The entries [`ActionCache::defer`] recorded, input -> output.
+#[derive(Debug, Default)]
+struct Deferred {
+    /// Not written yet.
+    unwritten: HashMap<Hash, Hash>,
+    /// Written by [`ActionCache::flush`], and kept for lookups: the packs may have been read
+    /// before they were written.
+    flushed: HashMap<Hash, Hash>,
 }
 
 impl ActionCache {
     /// Opens (without creating) the action cache rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<ActionCache, CacheError> {
-        Ok(ActionCache { root: root.into() })
+        Ok(ActionCache {
+            root: root.into(),
+            pending: Arc::default(),
+            packed: Arc::default(),
+        })
     }
 
     fn seal(input: &Hash, output: &Hash) -> Hash {
@@ -224,11 +249,12 @@ impl ActionCache {
         *h.finalize().as_bytes()
     }
 
-    /// The output recorded for `input`, verified.
+    /// The output recorded for `input`, verified: a loose entry, else one deferred by this
+    /// run, else a packed one.
     pub fn get(&self, input: &Hash) -> Result<Fetched<Hash>, CacheError> {
         let path = shard(&self.root, "ac", input);
         match read_opt(&path)? {
-            None => Ok(Fetched::Miss),
+            None => {}
             Some(bytes) => {
                 if bytes.len() == 64 {
                     let mut out = [0u8; 32];
@@ -238,22 +264,89 @@ impl ActionCache {
                     }
                 }
                 fs::remove_file(&path).map_err(io_err(&path))?;
-                Ok(Fetched::Evicted)
+                return Ok(Fetched::Evicted);
             }
         }
+        let pending = self.pending.lock().expect("no panics hold this lock");
+        if let Some(out) = pending
+            .unwritten
+            .get(input)
+            .or_else(|| pending.flushed.get(input))
+        {
+            return Ok(Fetched::Hit(*out));
+        }
+        drop(pending);
+        Ok(match self.packed()?.get(input) {
+            Some(out) => Fetched::Hit(*out),
+            None => Fetched::Miss,
+        })
     }
 
-    /// Every recorded input hash.
+    /// The packed entries, read once (racing readers read the same files).
+    fn packed(&self) -> Result<&HashMap<Hash, Hash>, CacheError> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p);
+        }
+        let read = packs::read_all(&self.root)?;
+        Ok(self.packed.get_or_init(|| read))
+    }
+
+    /// Every recorded input hash, loose or packed.
     pub fn list(&self) -> Result<Vec<Hash>, CacheError> {
-        Ok(list(&self.root, "ac")?
+        let mut out: Vec<Hash> = list(&self.root, "ac")?
             .into_iter()
             .map(|(h, _)| h)
-            .collect())
+            .chain(packs::read_all(&self.root)?.into_keys())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
-    /// Forgets an input (for `hl gc`).
-    pub fn remove(&self, input: &Hash) -> Result<(), CacheError> {
-        remove(&self.root, "ac", input)
+    /// Forgets every input that `keep` refuses, loose or packed (for `hl gc`); returns how
+    /// many it forgot, or would forget when `dry_run`.
+    pub fn retain(&self, keep: impl Fn(&Hash) -> bool, dry_run: bool) -> Result<usize, CacheError> {
+        let mut dropped: Vec<Hash> = packs::retain(&self.root, &keep, dry_run)?;
+        for (input, _) in list(&self.root, "ac")? {
+            if !keep(&input) {
+                if !dry_run {
+                    remove(&self.root, "ac", &input)?;
+                }
+                dropped.push(input);
+            }
+        }
+        dropped.sort_unstable();
+        dropped.dedup();
+        Ok(dropped.len())
+    }
+
+    /// Records that `input` built to `output`, in memory until [`ActionCache::flush`]: for a
+    /// run that records many (a plan realizing every node of a large homelab).
+    pub fn defer(&self, input: &Hash, output: &Hash) {
+        self.pending
+            .lock()
+            .expect("no panics hold this lock")
+            .unwritten
+            .insert(*input, *output);
+    }
+
+    /// Writes the deferred entries: as one pack when there are many, else as loose entries
+    /// (a run that realized a few nodes adds no pack, so packs stay few: every lookup that
+    /// misses reads them all).
+    pub fn flush(&self) -> Result<(), CacheError> {
+        /// Fewer deferred entries than this are written loose.
+        const PACK_FROM: usize = 32;
+        let mut pending = self.pending.lock().expect("no panics hold this lock");
+        let entries: Vec<(Hash, Hash)> = pending.unwritten.drain().collect();
+        if entries.len() < PACK_FROM {
+            for (input, output) in &entries {
+                self.put(input, output)?;
+            }
+        } else {
+            packs::write(&self.root, entries.clone())?;
+        }
+        pending.flushed.extend(entries);
+        Ok(())
     }
 
     /// Records that `input` built to `output`. Only successful builds are ever recorded.
@@ -314,5 +407,61 @@ mod tests {
         assert_eq!(ac.get(&i).unwrap(), Fetched::Hit(o));
         fs::write(shard(dir.path(), "ac", &i), [2u8; 40]).unwrap();
         assert_eq!(ac.get(&i).unwrap(), Fetched::Evicted);
+    }
+
+    /// Many deferred entries become one pack that a later process reads back; a pack that
+    /// does not hash to its name is evicted, never trusted; gc's retain rewrites it.
+    #[test]
+    fn deferred_entries_are_packed_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let ac = ActionCache::open(dir.path()).unwrap();
+        let entries: Vec<(Hash, Hash)> = (0..100u8).map(|i| ([i; 32], [i ^ 0xff; 32])).collect();
+        for (i, o) in &entries {
+            ac.defer(i, o);
+        }
+        assert_eq!(ac.get(&[5; 32]).unwrap(), Fetched::Hit([5 ^ 0xff; 32]));
+        ac.flush().unwrap();
+        let packs: Vec<_> = fs::read_dir(dir.path().join("ac-packs")).unwrap().collect();
+        assert_eq!(packs.len(), 1, "one file for 100 entries");
+        assert!(!dir.path().join("ac").exists(), "no loose entry");
+
+        let fresh = ActionCache::open(dir.path()).unwrap();
+        assert_eq!(fresh.get(&[7; 32]).unwrap(), Fetched::Hit([7 ^ 0xff; 32]));
+        assert_eq!(fresh.get(&[200; 32]).unwrap(), Fetched::Miss);
+        assert_eq!(fresh.list().unwrap().len(), 100);
+
+        assert_eq!(fresh.retain(|i| i[0] < 10, true).unwrap(), 90);
+        assert_eq!(
+            fresh.list().unwrap().len(),
+            100,
+            "a dry run removes nothing"
+        );
+        assert_eq!(fresh.retain(|i| i[0] < 10, false).unwrap(), 90);
+        assert_eq!(
+            ActionCache::open(dir.path()).unwrap().list().unwrap().len(),
+            10
+        );
+
+        let pack = fs::read_dir(dir.path().join("ac-packs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        fs::write(pack.path(), [0u8; 64]).unwrap();
+        let after = ActionCache::open(dir.path()).unwrap();
+        assert_eq!(after.get(&[1; 32]).unwrap(), Fetched::Miss);
+        assert!(!pack.path().exists(), "the corrupted pack is evicted");
+    }
+
+    /// A run that realized a few nodes writes loose entries, as before: packs stay few.
+    #[test]
+    fn a_few_deferred_entries_are_written_loose() {
+        let dir = tempfile::tempdir().unwrap();
+        let ac = ActionCache::open(dir.path()).unwrap();
+        ac.defer(&[1; 32], &[2; 32]);
+        ac.flush().unwrap();
+        assert!(!dir.path().join("ac-packs").exists());
+        assert!(shard(dir.path(), "ac", &[1; 32]).exists());
+        assert_eq!(ac.get(&[1; 32]).unwrap(), Fetched::Hit([2; 32]));
     }
 }

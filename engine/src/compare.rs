@@ -94,6 +94,20 @@ pub fn evaluate_pair(
     registry: &Registry,
     caches: &Caches,
 ) -> Result<(Evaluation, Evaluation), Error> {
+    let pair = evaluate_both(head, base, registry, caches);
+    // The actions recorded are written even when a node failed, as they were one by one.
+    let flushed = caches.actions.flush();
+    let pair = pair?;
+    flushed?;
+    Ok(pair)
+}
+
+fn evaluate_both(
+    head: &Side<'_>,
+    base: &Side<'_>,
+    registry: &Registry,
+    caches: &Caches,
+) -> Result<(Evaluation, Evaluation), Error> {
     hash_side(head)?;
     hash_side(base)?;
     let order = joint_order(head.graph, base.graph).ok_or_else(|| Error::Repo {

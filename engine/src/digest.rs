@@ -170,32 +170,65 @@ pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
 
 /// Pretty canonical JSON (sorted keys, two-space indent), for artifacts people read and diff.
 pub fn canonical_pretty(v: &Value) -> String {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for k in keys {
-                    out.insert(k.clone(), sort(&m[k]));
-                }
-                Value::Object(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            o => o.clone(),
-        }
-    }
-    // serde_json keeps insertion order or sorts, depending on features; either way the keys
-    // were inserted sorted, so the output is sorted.
-    let mut s = serde_json::to_string_pretty(&sort(v)).expect("json values always serialize");
+    // Serialized through a view that visits object keys in sorted order, so the output is
+    // sorted whatever map serde_json was built with, without the deep copy a sorted clone of
+    // the value costs (a large homelab pretty-prints hundreds of MB of manifests on a cold plan).
+    let mut s = serde_json::to_string_pretty(&Sorted(v)).expect("json values always serialize");
     s.push('\n');
     s
+}
+
+/// A JSON value serialized with every object's keys in bytewise order.
+struct Sorted<'a>(&'a Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(m) => {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, &Sorted(v))?;
+                }
+                map.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Sorted(item))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The same text as serde_json's pretty printer gives a sorted copy of the value (what
+    /// `canonical_pretty` produced before it stopped copying): artifacts' digests depend on it.
+    #[test]
+    fn canonical_pretty_is_serde_jsons_pretty_text_of_the_sorted_value() {
+        let v = json!([
+            {"b": [], "a": {}, "c": [1, 2.5, {"z": null, "y": "q\"\n"}], "d": {"k": [[]]}},
+            [],
+            "x",
+            -3
+        ]);
+        let mut want = serde_json::to_string_pretty(&v).unwrap();
+        want.push('\n');
+        assert_eq!(canonical_pretty(&v), want);
+        assert_eq!(
+            canonical_pretty(&json!({"b": 1, "a": []})),
+            "{\n  \"a\": [],\n  \"b\": 1\n}\n"
+        );
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_depth() {

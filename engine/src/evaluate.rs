@@ -176,20 +176,28 @@ pub fn evaluate(
     all.dedup();
     let next_stat = files.hash_all(&all, stat)?;
 
-    let mut done: Evaluation = BTreeMap::new();
-    for wave in graph.waves() {
-        let results: Vec<Result<(Address, Evaluated), Error>> = wave
-            .par_iter()
-            .map(|node| {
-                let ev = evaluate_node(graph, registry, files, caches, state, &done, node)?;
-                Ok((node.address.clone(), ev))
-            })
-            .collect();
-        for r in results {
-            let (a, ev) = r?;
-            done.insert(a, ev);
+    let waves = || -> Result<Evaluation, Error> {
+        let mut done: Evaluation = BTreeMap::new();
+        for wave in graph.waves() {
+            let results: Vec<Result<(Address, Evaluated), Error>> = wave
+                .par_iter()
+                .map(|node| {
+                    let ev = evaluate_node(graph, registry, files, caches, state, &done, node)?;
+                    Ok((node.address.clone(), ev))
+                })
+                .collect();
+            for r in results {
+                let (a, ev) = r?;
+                done.insert(a, ev);
+            }
         }
-    }
+        Ok(done)
+    };
+    // The actions recorded are written even when a node failed, as they were one by one.
+    let done = waves();
+    let flushed = caches.actions.flush();
+    let done = done?;
+    flushed?;
     Ok((done, next_stat))
 }
 
@@ -288,7 +296,9 @@ pub(crate) fn cached(
 /// Realizes a node during a plan and records the action; returns the output digest. The
 /// artifact itself is not stored: a plan needs its digest alone, and storing every file of
 /// every realized node (a cold plan of a large homelab copied 120 MB into 45,000 objects, most
-/// of its time) is left to `hl apply` and `hl build`, which realize again what they use.
+/// of its time) is left to `hl apply` and `hl build`, which realize again what they use. The
+/// action is deferred: the caller flushes them all at once (one file for thousands of nodes,
+/// see `hl_cache::ActionCache::flush`).
 pub(crate) fn produce(
     rule: &dyn Rule,
     node: &Node,
@@ -300,7 +310,7 @@ pub(crate) fn produce(
     let artifact = rule.realize(node, &RealizeCtx { files, inputs })?;
     Stats::bump(&files.stats.nodes_realized);
     let out = artifact.digest();
-    caches.actions.put(input.bytes(), out.bytes())?;
+    caches.actions.defer(input.bytes(), out.bytes());
     Ok(out)
 }
 

@@ -27,10 +27,12 @@ fn syntax_error(path: &RepoPath, e: &serde_yaml_ng::Error) -> Error {
 }
 
 /// Every document of a YAML file, merge keys applied, as JSON values. Empty documents are
-/// skipped.
+/// skipped. The text is parsed where the run keeps the file's bytes, not from a copy
+/// ([`FileSet::read_str`] copies every file it is asked for: realize reads most of a large
+/// homelab's tree).
 pub fn docs(files: &FileSet, path: &RepoPath) -> Result<Vec<Value>, Error> {
-    let text = files.read_str(path)?;
-    docs_of(&text, path)
+    let bytes = files.read(path)?;
+    docs_of(utf8(&bytes, path)?, path)
 }
 
 /// The bytes of a file as text; the same refusal as [`FileSet::read_str`], for derivations that
@@ -56,7 +58,8 @@ pub fn docs_of(text: &str, path: &RepoPath) -> Result<Vec<Value>, Error> {
 
 /// The single document of a YAML file (`null` when empty).
 pub fn one(files: &FileSet, path: &RepoPath) -> Result<Value, Error> {
-    one_of(&files.read_str(path)?, path)
+    let bytes = files.read(path)?;
+    one_of(utf8(&bytes, path)?, path)
 }
 
 /// [`one`] over text already read.
@@ -76,7 +79,8 @@ pub fn one_of(text: &str, path: &RepoPath) -> Result<Value, Error> {
 /// A typed config file: parsed (syntax errors located), merged, then checked against `T`
 /// (schema errors located where serde can say, e.g. an unknown field).
 pub fn typed<T: DeserializeOwned>(files: &FileSet, path: &RepoPath) -> Result<T, Error> {
-    typed_of(&files.read_str(path)?, path)
+    let bytes = files.read(path)?;
+    typed_of(utf8(&bytes, path)?, path)
 }
 
 /// [`typed`] over text already read.

@@ -62,15 +62,10 @@ pub fn run(opts: &Options, args: GcArgs) -> Result<u8, Error> {
         freed += size;
         objects += 1;
     }
-    let mut entries = 0;
-    for key in s.caches.actions.list()? {
-        if !keep_ac.contains(&key) {
-            if !args.dry_run {
-                s.caches.actions.remove(&key)?;
-            }
-            entries += 1;
-        }
-    }
+    let entries = s
+        .caches
+        .actions
+        .retain(|key| keep_ac.contains(key), args.dry_run)?;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
         "gc: {} {objects} objects ({:.2} MiB) and {entries} action entries; kept {kept} objects ({:.2} MiB) that the state and the plan reach",

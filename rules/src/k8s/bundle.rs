@@ -5,13 +5,13 @@
 //!
 //! | artifact file | holds |
 //! | --- | --- |
-//! | `manifests.json` | every manifest document, canonical, sorted by (apiVersion, kind, namespace, name, text) |
+//! | `manifests.json` | every manifest document, canonical, sorted by (apiVersion, kind, namespace, name, canonical text) |
 //! | `values/<repo path>.json` | a Helm values file of `helmCharts`, canonical (Helm reads it as data, not text) |
 //! | `files/<repo path>` | a generator input (`configMapGenerator` files), byte for byte: its text is the data |
 //!
 //! Pure: reads only the node's input files, through the run's [`FileSet`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use hl_engine::{canonical_json, canonical_pretty, Artifact, Error, FileSet, RepoPath};
 use serde_json::Value;
@@ -19,18 +19,30 @@ use serde_json::Value;
 use super::kustomize::{roles, KUSTOMIZATION_FILES};
 use crate::yaml;
 
-/// Renders the bundle of a node whose input files are `inputs`.
+/// Renders the bundle of a node whose input files are `inputs`. Each input is parsed once:
+/// the kustomization files first (they say which inputs are generator data or Helm values),
+/// and their documents are kept for the bundle.
 pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, Error> {
-    let (data, values) = split_roles(files, inputs)?;
+    let mut kustomizations: HashMap<&RepoPath, Vec<Value>> = HashMap::new();
+    for kfile in inputs
+        .iter()
+        .filter(|p| KUSTOMIZATION_FILES.contains(&p.file_name()))
+    {
+        kustomizations.insert(kfile, yaml::docs(files, kfile)?);
+    }
+    let (data, values) = split_roles(&kustomizations, inputs);
     let mut art = Artifact::default();
-    let mut docs: Vec<(SortKey, Value)> = Vec::new();
+    let mut docs: Vec<(Identity, Value)> = Vec::new();
     for p in inputs {
         if data.contains(p) {
             art.files
                 .insert(format!("files/{p}"), files.read(p)?.to_vec());
             continue;
         }
-        let parsed = yaml::docs(files, p)?;
+        let parsed = match kustomizations.remove(p) {
+            Some(parsed) => parsed,
+            None => yaml::docs(files, p)?,
+        };
         if values.contains(p) {
             let canonical = canonical_pretty(&Value::Array(parsed));
             art.files
@@ -42,10 +54,10 @@ pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, E
             if kustomization {
                 drop_local_paths(&mut d);
             }
-            (SortKey::of(&d), d)
+            (Identity::of(&d), d)
         }));
     }
-    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    sort(&mut docs);
     let all = Value::Array(docs.into_iter().map(|(_, d)| d).collect());
     art.files
         .insert("manifests.json".into(), canonical_pretty(&all).into_bytes());
@@ -68,49 +80,77 @@ fn drop_local_paths(doc: &mut Value) {
 }
 
 /// The generator inputs and Helm values files among `inputs`, as the kustomization files
-/// among them name them.
+/// among them (parsed) name them.
 fn split_roles(
-    files: &FileSet,
+    kustomizations: &HashMap<&RepoPath, Vec<Value>>,
     inputs: &[RepoPath],
-) -> Result<(HashSet<RepoPath>, HashSet<RepoPath>), Error> {
+) -> (HashSet<RepoPath>, HashSet<RepoPath>) {
     let set: HashSet<&RepoPath> = inputs.iter().collect();
     let (mut data, mut values) = (HashSet::new(), HashSet::new());
-    for kfile in inputs
-        .iter()
-        .filter(|p| KUSTOMIZATION_FILES.contains(&p.file_name()))
-    {
-        for doc in yaml::docs(files, kfile)?.iter().filter(|d| d.is_object()) {
+    for (kfile, docs) in kustomizations {
+        for doc in docs.iter().filter(|d| d.is_object()) {
             roles(kfile, doc, &set, &mut data, &mut values);
         }
     }
-    Ok((data, values))
+    (data, values)
 }
 
-/// What orders documents: their identity, then their canonical text, so equal identities
-/// (patches, values without `kind`) still sort the same way every time.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct SortKey {
+/// Orders documents by their identity, then by their canonical text, so equal identities
+/// (patches, values without `kind`) still sort the same way every time. The text is made
+/// only for documents whose identity another one shares: most have one of their own, and
+/// writing every document out only to sort it cost as much as a tenth of a cold plan.
+fn sort(docs: &mut [(Identity, Value)]) {
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut start = 0;
+    while start < docs.len() {
+        let end = start
+            + docs[start..]
+                .iter()
+                .take_while(|(id, _)| *id == docs[start].0)
+                .count();
+        if end - start > 1 {
+            let run = &mut docs[start..end];
+            let mut keyed: Vec<(String, usize)> = run
+                .iter()
+                .enumerate()
+                .map(|(i, (_, d))| (canonical_json(d), i))
+                .collect();
+            // Stable, as a sort by (identity, text) is: equal texts keep their order.
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut taken: Vec<Option<(Identity, Value)>> = run
+                .iter_mut()
+                .map(|slot| Some(std::mem::take(slot)))
+                .collect();
+            for (slot, (_, i)) in run.iter_mut().zip(keyed) {
+                *slot = taken[i].take().expect("each document is placed once");
+            }
+        }
+        start = end;
+    }
+}
+
+/// What identifies a document in a cluster.
+#[derive(Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Identity {
     api_version: String,
     kind: String,
     namespace: String,
     name: String,
-    text: String,
 }
 
-impl SortKey {
-    fn of(doc: &Value) -> SortKey {
+impl Identity {
+    fn of(doc: &Value) -> Identity {
         let s = |ptr: &str| {
             doc.pointer(ptr)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string()
         };
-        SortKey {
+        Identity {
             api_version: s("/apiVersion"),
             kind: s("/kind"),
             namespace: s("/metadata/namespace"),
             name: s("/metadata/name"),
-            text: canonical_json(doc),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! the only one read and parsed again. The facts are small on purpose, since every file's are
 //! read back whenever the k8s loader runs; whole documents are kept only where discovery
 //! reads them, in Flux Kustomizations (their spec is a node's params) and kustomization files
-//! (their references).
+//! (their references). A kustomization file's document is part of its file facts, not a
+//! derivation of its own: every kustomization file is scanned for the other facts anyway, and
+//! a second derivation parsed it a second time.
 //!
 //! A file that does not parse has no facts: its error is never remembered, so a broken file is
 //! parsed again on every run, and reported as it was.
@@ -12,25 +14,21 @@ use hl_engine::{Derivation, Error, FileSet, Rederive, RepoPath};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::kustomize::KUSTOMIZATION_FILES;
 use super::locate::{At, Spans};
 use crate::yaml;
 
 /// The derivations of this module, for cutoffs.
-pub(crate) static DERIVATIONS: [&dyn Rederive; 3] = [&FILE, &KUSTOMIZATION, &DATA_SOPS];
+pub(crate) static DERIVATIONS: [&dyn Rederive; 2] = [&FILE, &DATA_SOPS];
 
 /// The derivations, each under a tag with a version: a new version whenever what one derives
 /// changes.
-static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v1", |bytes, p| {
+/// v2: a kustomization file's document joined the facts (it was `k8s.kustomization.v1`).
+static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v2", |bytes, p| {
     let text = utf8(bytes, p)?;
     let docs = yaml::docs_of(text, p)?;
-    Ok(FileFacts::of(text, &docs))
-});
-static KUSTOMIZATION: Derivation<Value> = Derivation::new("k8s.kustomization.v1", |bytes, p| {
-    let docs = yaml::docs_of(utf8(bytes, p)?, p)?;
-    Ok(docs
-        .into_iter()
-        .find(Value::is_object)
-        .unwrap_or(Value::Null))
+    let kustomization = KUSTOMIZATION_FILES.contains(&p.file_name());
+    Ok(FileFacts::of(text, docs, kustomization))
 });
 static DATA_SOPS: Derivation<bool> = Derivation::new("k8s.data-sops.v1", |bytes, p| {
     Ok(std::str::from_utf8(bytes).is_ok_and(|text| {
@@ -53,6 +51,10 @@ pub(super) struct FileFacts {
     /// The Flux Kustomizations it holds, in document order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flux: Vec<FluxFacts>,
+    /// In a kustomization file (by name): the document kustomize reads, its first map
+    /// (`null` when it has none). `None` in any other file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomization: Option<Value>,
 }
 
 /// One Flux Kustomization document and the positions its origins and errors point at, found
@@ -82,12 +84,6 @@ pub(super) fn file(files: &FileSet, p: &RepoPath) -> Result<FileFacts, Error> {
     files.derive(&FILE, p)
 }
 
-/// The document of a kustomization file that kustomize reads: its first map (`null` when it
-/// has none).
-pub(super) fn kustomization(files: &FileSet, p: &RepoPath) -> Result<Value, Error> {
-    files.derive(&KUSTOMIZATION, p)
-}
-
 /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted:
 /// dotenv and INI carry SOPS markers in their text, YAML and JSON a `sops` map.
 pub(super) fn data_is_sops(files: &FileSet, p: &RepoPath) -> Result<bool, Error> {
@@ -101,7 +97,7 @@ fn utf8<'b>(bytes: &'b [u8], p: &RepoPath) -> Result<&'b str, Error> {
 }
 
 impl FileFacts {
-    fn of(text: &str, docs: &[Value]) -> FileFacts {
+    fn of(text: &str, docs: Vec<Value>, kustomization: bool) -> FileFacts {
         let flux = if docs.iter().any(is_flux_kustomization) {
             let spans = Spans::new(text, docs.len());
             docs.iter()
@@ -116,6 +112,11 @@ impl FileFacts {
             sops: docs.iter().any(yaml::is_sops),
             plaintext_secret: docs.iter().any(|d| plaintext_secret(d).is_some()),
             flux,
+            kustomization: kustomization.then(|| {
+                docs.into_iter()
+                    .find(Value::is_object)
+                    .unwrap_or(Value::Null)
+            }),
         }
     }
 }

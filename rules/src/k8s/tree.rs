@@ -179,8 +179,7 @@ impl<'a> Tree<'a> {
     /// The document kustomize reads from the kustomization file `p` (`null` when it holds no
     /// map); a syntax error is returned as [`Tree::facts`] returns it.
     pub fn kustomization(&mut self, p: &RepoPath) -> Result<Value, Error> {
-        self.facts(p)?;
-        facts::kustomization(self.files, p)
+        Ok(self.facts(p)?.kustomization.clone().unwrap_or(Value::Null))
     }
 
     /// Refuses a Secret with plaintext values in `p`. A SOPS-encrypted Secret
