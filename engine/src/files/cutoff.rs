@@ -126,7 +126,7 @@ impl FileSet {
             }
             let holds = match cut {
                 Cutoff::Derived(tags) if s.kind == 1 => {
-                    let bytes = self.read_unwatched(p).ok()?;
+                    let bytes = self.load(p).ok()?;
                     tags.iter().all(|(tag, digest)| {
                         derivations
                             .iter()
@@ -226,17 +226,15 @@ impl FileSet {
                         && self.listing_digest(p) == other.listing_digest(p)
                 }
                 (_, Some(_)) if same(p) => true,
-                (Dependence::Derived(tags), Some(_)) => {
-                    other.read_unwatched(p).is_ok_and(|bytes| {
-                        tags.iter().all(|(tag, digest)| {
-                            derivations
-                                .iter()
-                                .find(|d| d.tag() == *tag)
-                                .and_then(|d| d.facts_digest(&bytes, p))
-                                .is_some_and(|d| d == *digest)
-                        })
+                (Dependence::Derived(tags), Some(_)) => other.load(p).is_ok_and(|bytes| {
+                    tags.iter().all(|(tag, digest)| {
+                        derivations
+                            .iter()
+                            .find(|d| d.tag() == *tag)
+                            .and_then(|d| d.facts_digest(&bytes, p))
+                            .is_some_and(|d| d == *digest)
                     })
-                }
+                }),
                 (Dependence::Content, Some(_)) => false,
             }
         })

@@ -63,7 +63,7 @@ impl FileSet {
         // Facts are kept only for a load being recorded for the load cache; any other load
         // (a revision compared with `--against`) has no use for the file's metadata.
         if !self.remembering() {
-            let bytes = self.read_unwatched(p)?;
+            let bytes = self.load(p)?;
             let value = (d.derive)(&bytes, p)?;
             if self.watching() {
                 match serde_json::to_vec(&value) {
@@ -94,7 +94,7 @@ impl FileSet {
                 return Ok(value);
             }
         }
-        let bytes = self.read_unwatched(p)?;
+        let bytes = self.load(p)?;
         let value = (d.derive)(&bytes, p)?;
         let Ok(json) = serde_json::to_vec(&value) else {
             // Facts that cannot be written down cannot be compared either.

@@ -1,6 +1,7 @@
 //! The repo's files for one run, from a [`Source`]: the work tree, or a git revision read from
-//! git's objects. Each file is read at most once per run and hashed at most once; loaders, the
-//! hasher and realize all go through here, so a plan of a revision never touches the work tree.
+//! git's objects. Each file is hashed at most once per run, and what is read after it was
+//! hashed is checked against its digest; loaders, the hasher and realize all go through here,
+//! so a plan of a revision never touches the work tree.
 
 mod cutoff;
 mod facts;
@@ -194,7 +195,8 @@ pub struct StatsSnapshot {
 #[derive(Debug)]
 pub struct FileSet {
     source: Box<dyn Source>,
-    bytes: Mutex<FxHashMap<RepoPath, Arc<Vec<u8>>>>,
+    /// Paths read from the source at least once (for the `files_read` count).
+    counted: Mutex<rustc_hash::FxHashSet<RepoPath>>,
     /// Filled once by [`FileSet::hash_all`], then read by every node's evaluation in parallel.
     digests: std::sync::RwLock<FxHashMap<RepoPath, Digest<Content>>>,
     /// Paths whose content is known to be the git blob with this id: their digest is derived
@@ -228,7 +230,7 @@ impl FileSet {
     pub fn from_source(source: Box<dyn Source>) -> FileSet {
         FileSet {
             source,
-            bytes: Mutex::default(),
+            counted: Mutex::default(),
             digests: Default::default(),
             identities: HashMap::new(),
             watched: Mutex::new(None),
@@ -556,32 +558,52 @@ impl FileSet {
         Ok(entries)
     }
 
-    /// The bytes of `p`, read once per run; refuses a symlink out of the repo.
+    /// The bytes of `p`; refuses a symlink out of the repo. Nothing keeps them once the caller
+    /// is done: derivations and hashing read every file of a large homelab, and holding them
+    /// all (120 MB on the large benchmark tree) to the end of the run was most of a cold
+    /// plan's peak memory; a file read again comes from the page cache. Bytes read after `p`
+    /// was hashed must be what was hashed: a file changed during the run is an error, never an
+    /// action recorded for content it did not have. Counted as read once per path.
     pub fn read(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
-        // Noted before the memory is consulted: a second reader depends on the file too.
         self.note(p);
-        self.read_unwatched(p)
+        let data = self.load(p)?;
+        let hashed = self
+            .digests
+            .read()
+            .expect("no panics hold this lock")
+            .get(p)
+            .copied();
+        if let Some(d) = hashed.filter(|_| !self.identities.contains_key(p)) {
+            if Digest::<Content>::of(&data) != d {
+                return Err(Error::repo(
+                    format!("{p} changed while hl was reading the repo"),
+                    None,
+                    Some("run the command again once the edit is done".into()),
+                ));
+            }
+        }
+        Ok(data)
     }
 
-    /// [`FileSet::read`] without recording a dependency (derivations record their own).
-    fn read_unwatched(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
-        if let Some(b) = self.bytes.lock().expect("no panics hold this lock").get(p) {
-            return Ok(b.clone());
-        }
+    /// [`FileSet::read`] without recording a dependency or checking against the digest (for
+    /// derivations, which record their own, and hashing, which makes the digest).
+    fn load(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
         if self.source.kind(p) == Some(Kind::Symlink) {
             self.source.check_inside(p)?;
         }
         let (data, blob) = self.source.read(p)?;
-        let data = Arc::new(data);
-        Stats::bump(&self.stats.files_read);
-        if blob {
-            Stats::bump(&self.stats.blobs_read);
-        }
-        self.bytes
+        if self
+            .counted
             .lock()
             .expect("no panics hold this lock")
-            .insert(p.clone(), data.clone());
-        Ok(data)
+            .insert(p.clone())
+        {
+            Stats::bump(&self.stats.files_read);
+            if blob {
+                Stats::bump(&self.stats.blobs_read);
+            }
+        }
+        Ok(Arc::new(data))
     }
 
     /// The content of `p` as UTF-8 text.
@@ -616,7 +638,7 @@ impl FileSet {
                 if let Some(d) = key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     return Ok((p.clone(), key, d, true));
                 }
-                let bytes = self.read(p)?;
+                let bytes = self.load(p)?;
                 Stats::bump(&self.stats.files_hashed);
                 Ok((p.clone(), key, Digest::of(&bytes), false))
             })
@@ -680,4 +702,29 @@ impl FileSet {
 /// with digests made the same way for the same path in the same run.
 fn git_identity(oid: &str) -> Digest<Content> {
     Digest::of(format!("git-blob:{oid}").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hashing does not keep every file's bytes; what realize reads after is checked against
+    /// what was hashed, so a file edited in between is an error instead of an output recorded
+    /// for content it never had. Each file counts as read once.
+    #[test]
+    fn a_file_changed_between_hashing_and_reading_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "one").unwrap();
+        std::fs::write(dir.path().join("b"), "two").unwrap();
+        let (a, b) = (RepoPath::new("a").unwrap(), RepoPath::new("b").unwrap());
+        let files = FileSet::new(dir.path()).unwrap();
+        files
+            .hash_all(&[a.clone(), b.clone()], &StatCache::default())
+            .unwrap();
+        assert_eq!(files.read(&a).unwrap().as_slice(), b"one");
+        std::fs::write(dir.path().join("b"), "deux").unwrap();
+        let err = files.read(&b).unwrap_err().to_string();
+        assert!(err.contains("b changed while hl was reading"), "{err}");
+        assert_eq!(files.stats.snapshot().files_read, 2);
+    }
 }
