@@ -334,3 +334,55 @@ pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), 
     }
     Ok((discovered, learnt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repo of an `hl.yaml` alone, loaded once: its `.hl/` and the load cache written.
+    fn loaded() -> (tempfile::TempDir, std::path::PathBuf, LoadCache) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hl = dir.path().join(".hl");
+        std::fs::create_dir_all(&hl).expect(".hl");
+        std::fs::write(dir.path().join("hl.yaml"), "environment: test\n").expect("hl.yaml");
+        hl_engine::time::settle(&dir.path().join("hl.yaml"));
+        let files = FileSet::new(dir.path()).expect("files");
+        let (_, learnt) = discover(&files, &hl).expect("loads");
+        let bytes = learnt.loadcache.expect("a first load is written whole");
+        std::fs::write(hl.join("loadcache"), &bytes).expect("write");
+        let cache = rmp_serde::from_slice(&bytes).expect("decodes");
+        (dir, hl, cache)
+    }
+
+    /// Appends a journal record repeating the inventory's first observation `n` times.
+    fn journal(hl: &Path, cache: &LoadCache, n: usize) {
+        let seen: Vec<(RepoPath, Seen)> =
+            rmp_serde::from_slice(&cache.inventory.seen).expect("seen");
+        let mut record = Journal::new();
+        record.insert(String::new(), vec![seen[0].clone(); n]);
+        hl_engine::journal::append(
+            &journal_path(hl),
+            cache.generation,
+            &encode(&record).expect("encodes"),
+        )
+        .expect("appends");
+    }
+
+    /// Below its bound the journal is read and left as it is; past it, the load cache is
+    /// written whole again (and the journal then dropped on save).
+    #[test]
+    fn a_long_journal_is_folded_into_the_cache() {
+        let (dir, hl, cache) = loaded();
+        journal(&hl, &cache, 10);
+        let (_, learnt) = discover(&FileSet::new(dir.path()).expect("files"), &hl).expect("loads");
+        assert!(learnt.loadcache.is_none() && learnt.journal.is_none());
+        assert_eq!(learnt.generation, Some(cache.generation));
+
+        journal(&hl, &cache, JOURNAL_BOUND);
+        let (_, learnt) = discover(&FileSet::new(dir.path()).expect("files"), &hl).expect("loads");
+        let whole = learnt.loadcache.expect("written whole past the bound");
+        let next: LoadCache = rmp_serde::from_slice(&whole).expect("decodes");
+        assert_ne!(next.generation, cache.generation);
+        assert_eq!(learnt.generation, Some(next.generation));
+    }
+}
