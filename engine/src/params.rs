@@ -33,6 +33,17 @@ impl Params {
     pub fn canonical(&self) -> &str {
         self.text.get_or_init(|| canonical_json(self))
     }
+
+    /// The parameters read as `T`, which may name only some keys: from the value when it was
+    /// built, else from the text without building the rest (every plan asks each node's rule
+    /// for its requirements; a Flux node's spec need not become a value tree for that).
+    /// `None` when they do not fit `T`.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        match self.value.get() {
+            Some(v) => T::deserialize(v).ok(),
+            None => serde_json::from_str(self.canonical()).ok(),
+        }
+    }
 }
 
 impl From<Value> for Params {
@@ -105,5 +116,24 @@ mod tests {
         assert_eq!(back.canonical(), r#"{"a":null,"b":[1,{"z":"x\n"}]}"#);
         assert_eq!(back, p);
         assert_eq!(serde_json::to_value(&back).unwrap(), *p);
+    }
+
+    /// A partial read takes the keys it names, from the text alone (no value tree built) or
+    /// from the value, the same either way.
+    #[test]
+    fn a_partial_read_takes_only_the_keys_it_names() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Mode {
+            mode: String,
+        }
+        let p = Params::from(json!({"mode": "flux", "spec": {"path": "./x", "deep": [1, 2]}}));
+        let back: Params = rmp_serde::from_slice(&rmp_serde::to_vec_named(&p).unwrap()).unwrap();
+        let want = Some(Mode {
+            mode: "flux".into(),
+        });
+        assert_eq!(back.read::<Mode>(), want);
+        assert!(back.value.get().is_none(), "read from the text");
+        assert_eq!(p.read::<Mode>(), want);
+        assert_eq!(Params::from(json!({"spec": {}})).read::<Mode>(), None);
     }
 }

@@ -64,16 +64,21 @@ impl Rule for K8sRule {
     }
 
     fn requirements(&self, node: &Node) -> Vec<Requirement> {
+        /// The two keys requirements depend on; the rest (a Flux spec) is skipped unparsed.
+        #[derive(serde::Deserialize, Default)]
+        struct Needs {
+            #[serde(default)]
+            mode: Option<String>,
+            #[serde(default)]
+            sops_files: Vec<serde::de::IgnoredAny>,
+        }
+        let needs: Needs = node.params.read().unwrap_or_default();
         let tool = |name: &str| Requirement::Tool { name: name.into() };
         let mut out = vec![tool("kubectl")];
-        if node.params.get(MODE).and_then(Value::as_str) == Some(FLUX) {
+        if needs.mode.as_deref() == Some(FLUX) {
             out.push(tool("flux"));
         }
-        if node
-            .params
-            .get(SOPS_FILES)
-            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-        {
+        if !needs.sops_files.is_empty() {
             out.push(tool("sops"));
         }
         out
