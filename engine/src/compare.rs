@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::evaluate::{
     cached, prepare, produce, unbuilt_output, Caches, Evaluated, Evaluation, Registry,
 };
-use crate::files::{FileSet, RepoPath};
+use crate::files::FileSet;
 use crate::graph::Graph;
 use crate::node::Node;
 use crate::statcache::StatCache;
@@ -31,14 +31,10 @@ pub struct Side<'a> {
 }
 
 fn hash_side(side: &Side<'_>) -> Result<(), Error> {
-    let mut all: Vec<RepoPath> = side
-        .graph
-        .nodes()
-        .flat_map(|n| n.files.iter().cloned())
-        .collect();
-    all.sort();
-    all.dedup();
-    side.files.hash_all(&all, &StatCache::default())?;
+    side.files.hash_all(
+        &crate::evaluate::input_files(side.graph),
+        &StatCache::default(),
+    )?;
     Ok(())
 }
 
