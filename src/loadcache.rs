@@ -191,13 +191,30 @@ fn encode_facts(facts: Facts, build: &str) -> Option<Vec<u8>> {
     postcard::to_allocvec(&(FORMAT, build, list)).ok()
 }
 
+/// The load cache as read from `.hl/` (with its journal), once per run: the plan memo's check
+/// and discovery share it.
+pub struct Previous {
+    cache: Option<LoadCache>,
+    journal: Journal,
+}
+
+/// Reads `.hl/loadcache` and its journal; nothing when absent, unreadable or of another build.
+pub fn previous(hl_dir: &Path) -> Previous {
+    crate::session::phase("loadcache-read", || {
+        let cache = std::fs::read(hl_dir.join("loadcache"))
+            .ok()
+            .and_then(|b| rmp_serde::from_slice::<LoadCache>(&b).ok())
+            .filter(|c| c.format == FORMAT && c.build == build_id());
+        let journal = read_journal(hl_dir, cache.as_ref().map_or(0, |c| c.generation));
+        Previous { cache, journal }
+    })
+}
+
 /// The generation of the load cache when every unit of it holds as it is, none moved: the
 /// nodes it holds are the ones the loaders would find. Reads and checks nothing else.
-pub fn unchanged(files: &FileSet, hl_dir: &Path) -> Option<u64> {
-    let c = rmp_serde::from_slice::<LoadCache>(&std::fs::read(hl_dir.join("loadcache")).ok()?)
-        .ok()
-        .filter(|c| c.format == FORMAT && c.build == build_id())?;
-    let journal = read_journal(hl_dir, c.generation);
+pub fn unchanged(files: &FileSet, previous: &Previous) -> Option<u64> {
+    let c = previous.cache.as_ref()?;
+    let journal = &previous.journal;
     let same = |name: &str, u: &Unit| matches!(check(files, u, journal.get(name)), Check::Same(_));
     (same("", &c.inventory) && c.kinds.par_iter().all(|(k, u)| same(k, u))).then_some(c.generation)
 }
@@ -205,19 +222,19 @@ pub fn unchanged(files: &FileSet, hl_dir: &Path) -> Option<u64> {
 /// What the loaders find, each unit from the cache when nothing it depended on moved (or what
 /// moved passes its cutoff: see [`hl_engine::Cutoff`]). A unit loaded again reuses the facts its
 /// loader derived from each unchanged file last time (see [`FileSet::derive`]), so only changed
-/// files are read and parsed.
-pub fn discover(files: &FileSet, hl_dir: &Path) -> Result<(Discovered, Learnt), Error> {
-    let path = hl_dir.join("loadcache");
+/// files are read and parsed. `previous` is the load cache when already read this run.
+pub fn discover(
+    files: &FileSet,
+    hl_dir: &Path,
+    previous: Option<Previous>,
+) -> Result<(Discovered, Learnt), Error> {
     let mut learnt = Learnt::default();
     let build = build_id();
-    let old = crate::session::phase("loadcache-read", || {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| rmp_serde::from_slice::<LoadCache>(&b).ok())
-            .filter(|c| c.format == FORMAT && c.build == build)
-    });
+    let Previous {
+        cache: old,
+        mut journal,
+    } = previous.unwrap_or_else(|| self::previous(hl_dir));
     let generation = old.as_ref().map_or(0, |c| c.generation);
-    let mut journal = read_journal(hl_dir, generation);
     let journalled: usize = journal.values().map(Vec::len).sum();
     // What held although it moved, by unit: the journal record of this run.
     let mut held = Journal::new();
@@ -347,7 +364,7 @@ mod tests {
         std::fs::write(dir.path().join("hl.yaml"), "environment: test\n").expect("hl.yaml");
         hl_engine::time::settle(&dir.path().join("hl.yaml"));
         let files = FileSet::new(dir.path()).expect("files");
-        let (_, learnt) = discover(&files, &hl).expect("loads");
+        let (_, learnt) = discover(&files, &hl, None).expect("loads");
         let bytes = learnt.loadcache.expect("a first load is written whole");
         std::fs::write(hl.join("loadcache"), &bytes).expect("write");
         let cache = rmp_serde::from_slice(&bytes).expect("decodes");
@@ -374,12 +391,14 @@ mod tests {
     fn a_long_journal_is_folded_into_the_cache() {
         let (dir, hl, cache) = loaded();
         journal(&hl, &cache, 10);
-        let (_, learnt) = discover(&FileSet::new(dir.path()).expect("files"), &hl).expect("loads");
+        let (_, learnt) =
+            discover(&FileSet::new(dir.path()).expect("files"), &hl, None).expect("loads");
         assert!(learnt.loadcache.is_none() && learnt.journal.is_none());
         assert_eq!(learnt.generation, Some(cache.generation));
 
         journal(&hl, &cache, JOURNAL_BOUND);
-        let (_, learnt) = discover(&FileSet::new(dir.path()).expect("files"), &hl).expect("loads");
+        let (_, learnt) =
+            discover(&FileSet::new(dir.path()).expect("files"), &hl, None).expect("loads");
         let whole = learnt.loadcache.expect("written whole past the bound");
         let next: LoadCache = rmp_serde::from_slice(&whole).expect("decodes");
         assert_ne!(next.generation, cache.generation);

@@ -68,14 +68,16 @@ pub struct Missed {
     pub files: Arc<FileSet>,
     /// The stat cache, if loaded.
     pub stat: Option<StatCache>,
+    /// The load cache, if read.
+    pub loadcache: Option<crate::loadcache::Previous>,
 }
 
 /// The memo's plan for the repo at `root` when nothing it was made of moved.
 pub fn recall(opts: &Options, root: &Path) -> Result<Result<Recalled, Missed>, Error> {
     let files = Arc::new(FileSet::new(root)?);
     Ok(phase("memo", || {
-        let mut stat = None;
-        let hit = check(opts, root, &files, &mut stat);
+        let (mut stat, mut loadcache) = (None, None);
+        let hit = check(opts, root, &files, &mut stat, &mut loadcache);
         match hit {
             Some(m) => {
                 tracing::info!("nothing moved: the plan of .hl/planmemo");
@@ -87,17 +89,23 @@ pub fn recall(opts: &Options, root: &Path) -> Result<Result<Recalled, Missed>, E
                     files: files.clone(),
                 })
             }
-            None => Err(Missed { files, stat }),
+            None => Err(Missed {
+                files,
+                stat,
+                loadcache,
+            }),
         }
     }))
 }
 
-/// The memo, when nothing it was made of moved; the stat cache is left in `stat` when loaded.
+/// The memo, when nothing it was made of moved; the stat cache and the load cache are left in
+/// `stat` and `loadcache` when read.
 fn check(
     opts: &Options,
     root: &Path,
     files: &FileSet,
     stat: &mut Option<StatCache>,
+    loadcache: &mut Option<crate::loadcache::Previous>,
 ) -> Option<Memo> {
     let memo: Memo = rmp_serde::from_slice(&std::fs::read(path(root)).ok()?).ok()?;
     if memo.format != FORMAT
@@ -109,7 +117,8 @@ fn check(
     let hl = hl_dir(root);
     // The load cache first: the paths it stats are most of what a plan made again stats, and
     // are not statted again.
-    if crate::loadcache::unchanged(files, &hl) != Some(memo.loadcache) {
+    let previous = loadcache.insert(crate::loadcache::previous(&hl));
+    if crate::loadcache::unchanged(files, previous) != Some(memo.loadcache) {
         return None;
     }
     let loaded = stat.insert(StatCache::load(&hl.join("statcache")));

@@ -90,17 +90,18 @@ impl Session {
     /// [`Session::open`] at a root already found (apply locks the state before it plans).
     pub fn open_at(opts: &Options, root: PathBuf) -> Result<Session, Error> {
         let files = Arc::new(FileSet::new(&root)?);
-        Session::open_with(opts, root, files, None)
+        Session::open_with(opts, root, files, None, None)
     }
 
-    /// [`Session::open_at`] with the repo's files of this run, and the stat cache, when a
-    /// look at them was made already (the plan memo's check): what was statted or loaded then
-    /// is not again.
+    /// [`Session::open_at`] with the repo's files of this run, the stat cache and the load
+    /// cache, when a look at them was made already (the plan memo's check): what was statted or
+    /// read then is not again.
     pub fn open_with(
         opts: &Options,
         root: PathBuf,
         files: Arc<FileSet>,
         stat: Option<StatCache>,
+        loadcache: Option<crate::loadcache::Previous>,
     ) -> Result<Session, Error> {
         set_root(&root);
         // The state and the stat cache are parsed while the loaders' view is checked: neither
@@ -115,7 +116,7 @@ impl Session {
                 })
             });
             let found = phase("discover", || {
-                crate::loadcache::discover(&files, &hl_dir(&root))
+                crate::loadcache::discover(&files, &hl_dir(&root), loadcache)
             });
             (
                 state.join().expect("loading the state does not panic"),

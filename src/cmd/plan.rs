@@ -54,15 +54,19 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     // The common case, nothing moved since the last plan: its plan, recalled.
     let plain = !args.refresh && args.out.is_none() && !args.markdown && selector.is_empty();
     let root = crate::session::find(opts)?;
-    let (files, stat) = if plain {
+    let (files, stat, loadcache) = if plain {
         match crate::planmemo::recall(opts, &root)? {
             Ok(memo) => return recalled(&args, &root, memo),
-            Err(missed) => (missed.files, missed.stat),
+            Err(missed) => (missed.files, missed.stat, missed.loadcache),
         }
     } else {
-        (std::sync::Arc::new(hl_engine::FileSet::new(&root)?), None)
+        (
+            std::sync::Arc::new(hl_engine::FileSet::new(&root)?),
+            None,
+            None,
+        )
     };
-    let mut session = Session::open_with(opts, root, files, stat)?;
+    let mut session = Session::open_with(opts, root, files, stat, loadcache)?;
     if args.refresh {
         super::refresh::apply_drift(&mut session)?;
     }
