@@ -66,6 +66,23 @@ impl<T: Serialize + DeserializeOwned> Rederive for Derivation<T> {
     }
 }
 
+/// Whether each derivation, by tag, makes facts of `bytes` with the digest it made before; a
+/// derivation not in `derivations` (renamed since) does not.
+fn same_facts<'a>(
+    mut tags: impl Iterator<Item = (&'a str, &'a [u8; 32])>,
+    bytes: &[u8],
+    p: &RepoPath,
+    derivations: &[&dyn Rederive],
+) -> bool {
+    tags.all(|(tag, digest)| {
+        derivations
+            .iter()
+            .find(|d| d.tag() == tag)
+            .and_then(|d| d.facts_digest(bytes, p))
+            .is_some_and(|d| d == *digest)
+    })
+}
+
 /// The digest of a fact's JSON.
 pub(super) fn facts_digest(json: &[u8]) -> [u8; 32] {
     *blake3::hash(json).as_bytes()
@@ -127,13 +144,12 @@ impl FileSet {
             let holds = match cut {
                 Cutoff::Derived(tags) if s.kind == 1 => {
                     let bytes = self.load(p).ok()?;
-                    tags.iter().all(|(tag, digest)| {
-                        derivations
-                            .iter()
-                            .find(|d| d.tag() == tag)
-                            .and_then(|d| d.facts_digest(&bytes, p))
-                            .is_some_and(|d| d == *digest)
-                    })
+                    same_facts(
+                        tags.iter().map(|(t, d)| (t.as_str(), d)),
+                        &bytes,
+                        p,
+                        derivations,
+                    )
                 }
                 Cutoff::Listing(digest) if s.kind == 2 => {
                     self.listing_digest(p).is_some_and(|d| d == *digest)
@@ -227,13 +243,7 @@ impl FileSet {
                 }
                 (_, Some(_)) if same(p) => true,
                 (Dependence::Derived(tags), Some(_)) => other.load(p).is_ok_and(|bytes| {
-                    tags.iter().all(|(tag, digest)| {
-                        derivations
-                            .iter()
-                            .find(|d| d.tag() == *tag)
-                            .and_then(|d| d.facts_digest(&bytes, p))
-                            .is_some_and(|d| d == *digest)
-                    })
+                    same_facts(tags.iter().map(|(t, d)| (*t, d)), &bytes, p, derivations)
                 }),
                 (Dependence::Content, Some(_)) => false,
             }
