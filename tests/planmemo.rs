@@ -12,13 +12,22 @@ use serde_json::Value;
 const RECALLED: &str = "the plan of .hl/planmemo";
 const MOSQUITTO: &str = "compose:mosquitto@CHELSTY-INFRA";
 
-/// `hl plan --json`: the exit code, the plan, and whether it was recalled.
+/// `hl plan --json --stats`: the exit code, the plan (without its stats), and whether it was
+/// recalled, which the stats and the log both say.
 fn plan(lab: &Lab, env: &[(&str, &str)]) -> (i32, Value, bool) {
     let mut all = vec![("HL_LOG", "hl=info")];
     all.extend_from_slice(env);
-    let run = lab.hl_env(&["plan", "--json"], &all);
+    let run = lab.hl_env(&["plan", "--json", "--stats"], &all);
     assert!(run.code == 0 || run.code == 2, "{}", run.stderr);
-    (run.code, run.json(), run.stderr.contains(RECALLED))
+    let mut v = run.json();
+    let stats = v
+        .as_object_mut()
+        .expect("a plan")
+        .remove("stats")
+        .expect("stats");
+    let recalled = stats["plan_recalled"].as_bool().expect("plan_recalled");
+    assert_eq!(recalled, run.stderr.contains(RECALLED), "{stats}");
+    (run.code, v, recalled)
 }
 
 /// Nothing moved since the last plan: the same plan, recalled, whether it has changes or
@@ -42,9 +51,15 @@ fn a_plan_where_nothing_moved_is_recalled_as_it_was() {
     let (code, pending, recalled) = plan(&lab, &[]);
     assert_eq!((code, recalled), (2, true));
     assert_eq!(changes(&pending), expect([(MOSQUITTO, "update")]));
-    let again = lab.hl_env(&["plan"], &[("HL_LOG", "hl=info")]);
+    let again = lab.hl(&["plan", "--stats"]);
     again.code(2);
-    assert!(again.stderr.contains(RECALLED), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("plan recalled: nothing moved since the last one"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(again.stdout, made.stdout);
 }
 

@@ -88,7 +88,7 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         let diffs = render::Diffs::recorded(&session.caches.store, &session.files);
         print!("{}", render::markdown(&plan, None, &diffs));
         if args.stats {
-            print_stats(session.graph.len(), stats);
+            print_stats(session.graph.len(), stats, false);
         }
         let code = if plan.has_changes() { 2 } else { 0 };
         std::mem::forget(session);
@@ -99,6 +99,7 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         environment: session.lab.topology.environment.as_deref(),
         notes: &session.lab.notes,
         nodes: session.graph.len(),
+        recalled: false,
     };
     let code = show(&args, &plan, &view, stats)?;
     // The process ends right after this: freeing a large homelab's graph, evaluation and
@@ -127,6 +128,7 @@ fn recalled(
         environment: memo.environment.as_deref(),
         notes: &memo.notes,
         nodes: memo.nodes,
+        recalled: true,
     };
     show(args, &memo.plan, &view, memo.files.stats.snapshot())
 }
@@ -137,6 +139,8 @@ struct View<'a> {
     environment: Option<&'a str>,
     notes: &'a [String],
     nodes: usize,
+    /// Whether the plan was recalled from the memo.
+    recalled: bool,
 }
 
 /// Prints the plan, human or JSON; returns the exit code (0 no changes, 2 changes).
@@ -147,13 +151,16 @@ fn show(
     stats: StatsSnapshot,
 ) -> Result<u8, Error> {
     if args.json {
-        let v = render::json(
+        let mut v = render::json(
             plan,
             &view.root.display().to_string(),
             view.environment,
             view.notes,
             args.stats.then_some(stats),
         );
+        if args.stats {
+            v["stats"]["plan_recalled"] = view.recalled.into();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?
@@ -162,15 +169,16 @@ fn show(
         print!("{}", render::human(plan));
     }
     if args.stats {
-        print_stats(view.nodes, stats);
+        print_stats(view.nodes, stats, view.recalled);
     }
     Ok(if plan.has_changes() { 2 } else { 0 })
 }
 
-fn print_stats(nodes: usize, s: StatsSnapshot) {
+fn print_stats(nodes: usize, s: StatsSnapshot, recalled: bool) {
     eprintln!(
-        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized, {} loaders run",
-        s.files_statted, s.files_hashed, s.files_read, s.blobs_read, s.nodes_realized, s.loaders_run
+        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized, {} loaders run{}",
+        s.files_statted, s.files_hashed, s.files_read, s.blobs_read, s.nodes_realized, s.loaders_run,
+        if recalled { "; plan recalled: nothing moved since the last one" } else { "" }
     );
 }
 
@@ -223,7 +231,7 @@ fn against(opts: &Options, args: &PlanArgs, base: &str) -> Result<u8, Error> {
         print!("{}", render::human(&plan));
     }
     if args.stats {
-        print_stats(cmp.head_graph.len(), cmp.stats);
+        print_stats(cmp.head_graph.len(), cmp.stats, false);
     }
     Ok(if plan.has_changes() { 2 } else { 0 })
 }
