@@ -96,20 +96,23 @@ fn check(files: &FileSet, u: &Unit, journal: Option<&Vec<(RepoPath, Seen)>>) -> 
 /// The journal's updates of what units saw, by unit (the inventory is `""`), in order.
 type Journal = BTreeMap<String, Vec<(RepoPath, Seen)>>;
 
-fn read_journal(hl_dir: &Path, generation: u64) -> Journal {
+fn read_journal(hl_dir: &Path, generation: u64) -> (Journal, bool) {
     let mut out = Journal::new();
     if generation == 0 {
-        return out;
+        return (out, false);
     }
-    for rec in hl_engine::journal::read(&journal_path(hl_dir), generation) {
+    let records = hl_engine::journal::read(&journal_path(hl_dir), generation);
+    let mut torn = records.torn;
+    for rec in records.payloads {
         let Ok(units) = rmp_serde::from_slice::<Journal>(&rec) else {
+            torn = true;
             break;
         };
         for (unit, seen) in units {
             out.entry(unit).or_default().extend(seen);
         }
     }
-    out
+    (out, torn)
 }
 
 /// The load cache's journal.
@@ -196,6 +199,8 @@ fn encode_facts(facts: Facts, build: &str) -> Option<Vec<u8>> {
 pub struct Previous {
     cache: Option<LoadCache>,
     journal: Journal,
+    /// The journal ended in a torn record: write the cache whole.
+    torn: bool,
 }
 
 /// Reads `.hl/loadcache` and its journal; nothing when absent, unreadable or of another build.
@@ -205,8 +210,12 @@ pub fn previous(hl_dir: &Path) -> Previous {
             .ok()
             .and_then(|b| rmp_serde::from_slice::<LoadCache>(&b).ok())
             .filter(|c| c.format == FORMAT && c.build == build_id());
-        let journal = read_journal(hl_dir, cache.as_ref().map_or(0, |c| c.generation));
-        Previous { cache, journal }
+        let (journal, torn) = read_journal(hl_dir, cache.as_ref().map_or(0, |c| c.generation));
+        Previous {
+            cache,
+            journal,
+            torn,
+        }
     })
 }
 
@@ -233,12 +242,13 @@ pub fn discover(
     let Previous {
         cache: old,
         mut journal,
+        torn,
     } = previous.unwrap_or_else(|| self::previous(hl_dir));
     let generation = old.as_ref().map_or(0, |c| c.generation);
     let journalled: usize = journal.values().map(Vec::len).sum();
     // What held although it moved, by unit: the journal record of this run.
     let mut held = Journal::new();
-    let mut whole = journalled > JOURNAL_BOUND;
+    let mut whole = journalled > JOURNAL_BOUND || torn;
     // Every loader reads the inventory (the layout above all): when it moved, all reload.
     let inventory_held = old.and_then(|mut c| {
         let topology = rmp_serde::from_slice::<(Topology, RepoPath)>(&c.inventory.body).ok()?;

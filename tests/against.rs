@@ -1232,3 +1232,48 @@ fn the_base_side_loads_only_what_the_diff_moved() {
         "{step}"
     );
 }
+
+/// A file that stops parsing on the head side (a Flux Kustomization turned into broken YAML,
+/// a note there) is loaded on the base side too: the Kustomization it held there is deleted.
+#[test]
+fn a_file_broken_on_the_head_side_is_loaded_on_the_base_side() {
+    let mut repo = Repo::new();
+    let extra = "cluster/kubernetes/apps/extra.yaml";
+    repo.lab.write(
+        extra,
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  \
+         name: extra\n  namespace: flux-system\nspec:\n  path: ./cluster/kubernetes/apps/paperless/app\n  \
+         sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
+    );
+    repo.commit("extra");
+    repo.lab.write(extra, "a: [\n");
+    repo.commit("broken");
+    let (code, plan) = repo.plan_json(&["--against", "HEAD~1", "--head", "HEAD"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        changes(&plan).contains(&("k8s:flux-system/extra".to_string(), "delete".to_string())),
+        "{plan}"
+    );
+}
+
+/// A file the loaders read through a symlink whose target the diff changed: git says the
+/// link is the same, its content is not; the base side loads it again.
+#[test]
+fn a_symlinked_file_whose_target_changed_is_loaded_on_the_base_side() {
+    let mut repo = Repo::new();
+    let listing = "hosts/SATURN/services.yaml";
+    let target = "hosts/shared/saturn-services.yaml";
+    let text = repo.lab.read(listing);
+    repo.lab.write(target, &text);
+    std::fs::remove_file(repo.lab.path(listing)).unwrap();
+    std::os::unix::fs::symlink("../shared/saturn-services.yaml", repo.lab.path(listing)).unwrap();
+    repo.commit("services.yaml through a link");
+    repo.lab.write(target, &format!("{text}  - mosquitto\n"));
+    repo.commit("mosquitto on SATURN");
+    let (code, plan) = repo.plan_json(&["--against", "HEAD~1", "--head", "HEAD"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        changes(&plan).contains(&("compose:mosquitto@SATURN".to_string(), "create".to_string())),
+        "{plan}"
+    );
+}

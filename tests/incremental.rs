@@ -247,3 +247,27 @@ fn one_edit_is_journalled_not_rewritten() {
     assert_eq!(stat(&again, "files_hashed"), 0, "{}", again["stats"]);
     assert_eq!(stat(&again, "files_read"), 0, "{}", again["stats"]);
 }
+
+/// A YAML file in the Flux tree that does not parse is a note; made into a Flux
+/// Kustomization, it is a node at once (the loader read it whole, not through facts).
+#[test]
+fn a_broken_file_made_valid_is_loaded() {
+    let lab = Lab::adopted();
+    let extra = "cluster/kubernetes/apps/extra.yaml";
+    lab.write(extra, "a: [\n");
+    let run = lab.hl(&["plan"]);
+    assert!(run.stderr.contains("extra.yaml"), "{}", run.stderr);
+    lab.write(
+        extra,
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  \
+         name: extra\n  namespace: flux-system\nspec:\n  path: ./cluster/kubernetes/apps/paperless/app\n  \
+         sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
+    );
+    let (code, plan) = lab.plan_json(&["--stats"]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(stat(&plan, "loaders_run"), 1, "{}", plan["stats"]);
+    assert!(
+        changes(&plan).contains(&("k8s:flux-system/extra".to_string(), "create".to_string())),
+        "{plan}"
+    );
+}

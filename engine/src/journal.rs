@@ -44,25 +44,36 @@ pub fn append(path: &Path, generation: u64, payload: &[u8]) -> Result<(), Error>
         .map_err(|e| Error::io("cannot append to", path, e))
 }
 
-/// The payloads of the records of generation `generation`, in order, up to the first torn or
-/// corrupted one; none when the journal is absent.
-pub fn read(path: &Path, generation: u64) -> Vec<Vec<u8>> {
+/// What a journal holds for one generation.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// The payloads of its records, in order.
+    pub payloads: Vec<Vec<u8>>,
+    /// Whether reading stopped at a torn or corrupted record: records appended after it would
+    /// never be read, so the base must be written whole (and the journal dropped) next.
+    pub torn: bool,
+}
+
+/// The records of generation `generation`, in order, up to the first torn or corrupted one;
+/// none when the journal is absent.
+pub fn read(path: &Path, generation: u64) -> Records {
+    let mut out = Records::default();
     let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
+        return out;
     };
-    let mut out = Vec::new();
     let mut rest = &bytes[..];
-    while rest.len() >= 48 {
-        let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
-        let Some(end) = len.checked_add(16).filter(|e| e + 32 <= rest.len()) else {
+    while !rest.is_empty() {
+        let record = (rest.len() >= 48)
+            .then(|| u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize)
+            .and_then(|len| len.checked_add(16))
+            .filter(|end| end + 32 <= rest.len())
+            .filter(|&end| blake3::hash(&rest[..end]).as_bytes() == &rest[end..end + 32]);
+        let Some(end) = record else {
+            out.torn = true;
             break;
         };
-        let (rec, sum) = (&rest[..end], &rest[end..end + 32]);
-        if blake3::hash(rec).as_bytes() != sum {
-            break;
-        }
-        if u64::from_le_bytes(rec[8..16].try_into().expect("8 bytes")) == generation {
-            out.push(rec[16..].to_vec());
+        if u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes")) == generation {
+            out.payloads.push(rest[16..end].to_vec());
         }
         rest = &rest[end + 32..];
     }
@@ -82,25 +93,28 @@ mod tests {
     fn records_of_the_generation_come_back_in_order_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log");
-        assert!(read(&p, 7).is_empty());
+        assert!(read(&p, 7).payloads.is_empty() && !read(&p, 7).torn);
         append(&p, 7, b"one").unwrap();
         append(&p, 8, b"other base").unwrap();
         append(&p, 7, b"two").unwrap();
-        assert_eq!(read(&p, 7), [b"one".to_vec(), b"two".to_vec()]);
-        assert_eq!(read(&p, 8), [b"other base".to_vec()]);
+        assert_eq!(read(&p, 7).payloads, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(read(&p, 8).payloads, [b"other base".to_vec()]);
+        assert!(!read(&p, 7).torn);
 
-        // A crash in the middle of the last append.
+        // A crash in the middle of the last append: the rest is read, and said to be torn.
         append(&p, 7, b"three").unwrap();
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.truncate(bytes.len() - 5);
         std::fs::write(&p, &bytes).unwrap();
-        assert_eq!(read(&p, 7), [b"one".to_vec(), b"two".to_vec()]);
+        let torn = read(&p, 7);
+        assert_eq!(torn.payloads, [b"one".to_vec(), b"two".to_vec()]);
+        assert!(torn.torn);
 
         // A flipped byte ends the journal there.
         let mut bytes = std::fs::read(&p).unwrap();
         bytes[20] ^= 1;
         std::fs::write(&p, &bytes).unwrap();
-        assert!(read(&p, 7).is_empty());
+        assert!(read(&p, 7).payloads.is_empty() && read(&p, 7).torn);
         clear(&p);
         assert!(!p.exists());
     }

@@ -71,6 +71,8 @@ pub struct StatCache {
     generation: u64,
     /// Entries in that journal.
     logged: usize,
+    /// Whether the journal ended in a torn record (then the cache is written whole next).
+    torn: bool,
 }
 
 /// What a run learnt for the stat cache: files hashed (new, edited, or racy last time), and
@@ -114,8 +116,11 @@ impl StatCache {
             })
             .unwrap_or_default();
         if cache.generation != 0 {
-            for rec in crate::journal::read(&journal_path(path), cache.generation) {
+            let records = crate::journal::read(&journal_path(path), cache.generation);
+            cache.torn = records.torn;
+            for rec in records.payloads {
                 if cache.apply_record(&rec).is_none() {
+                    cache.torn = true;
                     break;
                 }
             }
@@ -165,7 +170,7 @@ impl StatCache {
             return Ok(self.identity());
         }
         let pending = self.logged + update.changed.len() + update.unused.len();
-        if self.generation != 0 && pending <= (self.entries.len() / 8).max(1024) {
+        if self.generation != 0 && !self.torn && pending <= (self.entries.len() / 8).max(1024) {
             let mut rec = Vec::with_capacity(32 + update.changed.len() * 140);
             rec.extend_from_slice(&self.started_at.to_le_bytes());
             rec.extend_from_slice(&(update.changed.len() as u64).to_le_bytes());
@@ -231,6 +236,7 @@ impl StatCache {
             entries,
             generation,
             logged: 0,
+            torn: false,
         })
     }
 
@@ -358,8 +364,10 @@ mod tests {
         let path = dir.path().join("stat");
         let a = file(dir.path(), "a", "1");
         let b = file(dir.path(), "b", "2");
+        // Started after both were written (by their own stamps: they can be ahead of the
+        // coarse clock).
         let first = StatCache {
-            started_at: now_ns() + 1,
+            started_at: a.1.mtime_ns.max(b.1.mtime_ns) + 1,
             ..StatCache::default()
         };
         first.save(&path, &update(&[&a, &b])).unwrap();
@@ -403,5 +411,33 @@ mod tests {
         let whole = StatCache::load(&path);
         assert_eq!(whole.lookup(&a3.0, &a3.1), Some(a3.2));
         assert_eq!(whole.len(), 1);
+    }
+
+    /// A journal torn by a crash: records appended after the tear would never be read, so
+    /// the next save writes the cache whole and drops the journal.
+    #[test]
+    fn a_torn_journal_is_folded_into_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        let a = file(dir.path(), "a", "1");
+        let first = StatCache {
+            started_at: a.1.mtime_ns + 1,
+            ..StatCache::default()
+        };
+        first.save(&path, &update(&[&a])).unwrap();
+        let mut loaded = StatCache::load(&path);
+        let b = file(dir.path(), "b", "2");
+        loaded.started_at = b.1.mtime_ns + 1;
+        loaded.save(&path, &update(&[&b])).unwrap();
+        let mut bytes = std::fs::read(journal_path(&path)).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(journal_path(&path), &bytes).unwrap();
+
+        let mut torn = StatCache::load(&path);
+        assert!(!torn.contains(&b.0), "the torn record is not read");
+        torn.started_at = b.1.mtime_ns + 1;
+        torn.save(&path, &update(&[&b])).unwrap();
+        assert!(!journal_path(&path).exists(), "written whole");
+        assert_eq!(StatCache::load(&path).lookup(&b.0, &b.1), Some(b.2));
     }
 }

@@ -241,7 +241,8 @@ impl FileSet {
                     self.listing_digest(p).is_some()
                         && self.listing_digest(p) == other.listing_digest(p)
                 }
-                (_, Some(_)) if same(p) => true,
+                // Git's word covers a regular file's bytes, not a symlink's target.
+                (_, Some(_)) if kind == Some(super::Kind::File) && same(p) => true,
                 (Dependence::Derived(tags), Some(_)) => other.load(p).is_ok_and(|bytes| {
                     same_facts(tags.iter().map(|(t, d)| (*t, d)), &bytes, p, derivations)
                 }),
@@ -352,5 +353,73 @@ mod tests {
         std::fs::write(root.join("a"), "2\n").unwrap();
         aged(root);
         assert!(!holds(root, &o));
+    }
+
+    /// A file whose derivation failed (a broken YAML file no node reads) is depended on
+    /// whole: whatever it becomes is seen.
+    #[test]
+    fn a_file_that_did_not_derive_has_no_cutoff() {
+        static STRICT: Derivation<usize> = Derivation::new("test.strict.v1", |b, _| {
+            if b.starts_with(b"bad") {
+                Err(Error::repo("does not derive".to_string(), None, None))
+            } else {
+                Ok(b.len())
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a"), "bad").unwrap();
+        crate::time::settle(&root.join("a"));
+        let files = FileSet::new(root).unwrap();
+        files.watch();
+        assert!(files.derive(&STRICT, &RepoPath::new("a").unwrap()).is_err());
+        let o = files.observations().unwrap();
+        assert!(o.cutoffs.is_empty(), "{:?}", o.cutoffs);
+        std::fs::write(root.join("a"), "bad!").unwrap();
+        crate::time::settle(&root.join("a"));
+        let files = FileSet::new(root).unwrap();
+        let moved = files.moved(&o.seen);
+        assert!(!moved.is_empty());
+        assert!(files
+            .cut_off(&o.seen, &moved, &o.cutoffs, &[&STRICT])
+            .is_none());
+    }
+
+    /// A folder asked only whether it is one, that also stands for a file absent below it:
+    /// the file appearing is seen.
+    #[test]
+    fn a_file_appearing_in_a_folder_asked_only_its_kind_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("h")).unwrap();
+        crate::time::settle(&root.join("h"));
+        let files = FileSet::new(root).unwrap();
+        files.watch();
+        assert!(files.is_dir(&RepoPath::new("h").unwrap()));
+        assert!(!files.is_file(&RepoPath::new("h/machine.yaml").unwrap()));
+        let o = files.observations().unwrap();
+        std::fs::write(root.join("h/machine.yaml"), "x").unwrap();
+        crate::time::settle(&root.join("h"));
+        assert!(!holds(root, &o), "{:?}", o.seen);
+    }
+
+    /// An entry added to a folder after the loader listed it, during the run: what the loader
+    /// saw is not recorded as the folder's entries.
+    #[test]
+    fn a_folder_changed_during_the_run_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/a"), "1").unwrap();
+        crate::time::settle(&root.join("d"));
+        let d = RepoPath::new("d").unwrap();
+        let files = FileSet::new(root).unwrap();
+        // Statted first (as the load cache's check does), then listed by the loader.
+        let old = vec![(d.clone(), files.source.seen(&d).unwrap())];
+        files.moved(&old);
+        files.watch();
+        assert_eq!(files.list(&d).unwrap().len(), 1);
+        std::fs::write(root.join("d/b"), "2").unwrap();
+        assert!(files.observations().is_none());
     }
 }

@@ -64,7 +64,9 @@ impl FileSet {
         // (a revision compared with `--against`) has no use for the file's metadata.
         if !self.remembering() {
             let bytes = self.load(p)?;
-            let value = (d.derive)(&bytes, p)?;
+            // A file that does not derive depends on its whole content: whatever it becomes
+            // may derive, and the loader must see that.
+            let value = (d.derive)(&bytes, p).inspect_err(|_| self.note(p))?;
             if self.watching() {
                 match serde_json::to_vec(&value) {
                     Ok(json) => self.record_derived(p, d.tag, facts_digest(&json)),
@@ -95,7 +97,7 @@ impl FileSet {
             }
         }
         let bytes = self.load(p)?;
-        let value = (d.derive)(&bytes, p)?;
+        let value = (d.derive)(&bytes, p).inspect_err(|_| self.note(p))?;
         let Ok(json) = serde_json::to_vec(&value) else {
             // Facts that cannot be written down cannot be compared either.
             self.note(p);

@@ -347,22 +347,29 @@ impl FileSet {
             .filter(|(_, w)| w.depth == Depth::Derived)
             .map(|(p, w)| (p, w))
             .collect();
-        let cutoffs: Vec<Option<(RepoPath, Cutoff)>> = seen
+        let cutoffs: Vec<Option<Option<(RepoPath, Cutoff)>>> = seen
             .par_iter()
             .map(|(p, s)| match (s.kind, s.key) {
-                (1, Some(_)) => derived.get(p).map(|w| {
+                (1, Some(_)) => Some(derived.get(p).filter(|w| !w.derived.is_empty()).map(|w| {
                     let tags = w.derived.iter().map(|(t, d)| (t.to_string(), *d));
                     (p.clone(), Cutoff::Derived(tags.collect()))
-                }),
-                (2, Some(_)) => self
-                    .listing_digest(p)
-                    .map(|d| (p.clone(), Cutoff::Listing(d))),
-                _ => None,
+                })),
+                (2, Some(_)) => {
+                    let digest = self.listing_digest(p)?;
+                    // The entries must be the ones the loader saw: the folder as recorded
+                    // (stat made before it was listed, maybe at the start of the run) and as
+                    // it is now, after the digest, must be one and the same.
+                    (self.source.seen(p).as_ref() == Some(s))
+                        .then(|| Some((p.clone(), Cutoff::Listing(digest))))
+                }
+                _ => Some(None),
             })
             .collect();
+        // A folder that moved while the loaders ran: what they saw cannot be trusted.
+        let cutoffs: Option<Vec<Option<(RepoPath, Cutoff)>>> = cutoffs.into_iter().collect();
         Some(Observations {
             seen,
-            cutoffs: cutoffs.into_iter().flatten().collect(),
+            cutoffs: cutoffs?.into_iter().flatten().collect(),
         })
     }
 
@@ -391,7 +398,17 @@ impl FileSet {
                     out.insert(p, Seen { kind: 0, key: None });
                     break;
                 }
-                if out.contains_key(&dir) {
+                if let Some(known) = out.get_mut(&dir) {
+                    // Asked only for its kind: an entry appearing in it would not show. It
+                    // stands for an absent path now, so its entries count.
+                    if known.key.is_none() && known.kind == 2 {
+                        match self.seen_now(&dir) {
+                            Some(s) => *known = s,
+                            None => {
+                                out.insert(p, Seen { kind: 0, key: None });
+                            }
+                        }
+                    }
                     break;
                 }
                 match self.seen_now(&dir) {
@@ -578,7 +595,11 @@ impl FileSet {
                 return Err(Error::repo(
                     format!("{p} changed while hl was reading the repo"),
                     None,
-                    Some("run the command again once the edit is done".into()),
+                    Some(
+                        "run the command again once the edit is done; if this repeats, remove \
+                         .hl/statcache"
+                            .into(),
+                    ),
                 ));
             }
         }
