@@ -29,6 +29,13 @@ impl StatKey {
         self.mtime_ns
     }
 
+    /// When the file last changed by any account, content or metadata (the later of mtime and
+    /// ctime), ns since the epoch: what racy checks compare with a run's start. A rewrite that
+    /// restores an old mtime (`cp -p`, `rsync -t`, `tar`) still moves the ctime.
+    pub fn changed_ns(&self) -> i128 {
+        self.mtime_ns.max(self.ctime_ns)
+    }
+
     /// The key of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> StatKey {
         #[cfg(unix)]
@@ -228,7 +235,7 @@ impl StatCache {
         let mut entries = FxHashMap::with_capacity_and_hasher(n.min(1 << 20), Default::default());
         for _ in 0..n {
             let (path, key, d) = r.entry()?;
-            let trusted = key.mtime_ns < written_at;
+            let trusted = key.changed_ns() < written_at;
             entries.insert(path, (key, d, trusted));
         }
         Some(StatCache {
@@ -247,7 +254,7 @@ impl StatCache {
         let changed = r.u64()? as usize;
         for _ in 0..changed {
             let (path, key, d) = r.entry()?;
-            let trusted = key.mtime_ns < written_at;
+            let trusted = key.changed_ns() < written_at;
             self.entries.insert(path, (key, d, trusted));
         }
         let unused = r.u64()? as usize;
@@ -338,7 +345,7 @@ mod tests {
 
         // Recorded by a run that started before the file's mtime: racy, not trusted.
         let racy = StatCache {
-            started_at: key.mtime_ns,
+            started_at: key.changed_ns(),
             ..StatCache::default()
         };
         racy.save(&path, &update(&[&(p.clone(), key, d)])).unwrap();
@@ -346,7 +353,7 @@ mod tests {
 
         // Recorded by a run that started after: trusted, and only for the same metadata.
         let later = StatCache {
-            started_at: key.mtime_ns + 1,
+            started_at: key.changed_ns() + 1,
             ..StatCache::default()
         };
         later.save(&path, &update(&[&(p.clone(), key, d)])).unwrap();
@@ -367,7 +374,7 @@ mod tests {
         // Started after both were written (by their own stamps: they can be ahead of the
         // coarse clock).
         let first = StatCache {
-            started_at: a.1.mtime_ns.max(b.1.mtime_ns) + 1,
+            started_at: a.1.changed_ns().max(b.1.changed_ns()) + 1,
             ..StatCache::default()
         };
         first.save(&path, &update(&[&a, &b])).unwrap();
@@ -376,7 +383,7 @@ mod tests {
         let mut loaded = StatCache::load(&path);
         assert_eq!(loaded.lookup(&a.0, &a.1), Some(a.2));
         let a2 = file(dir.path(), "a", "one");
-        loaded.started_at = a2.1.mtime_ns + 1;
+        loaded.started_at = a2.1.changed_ns() + 1;
         let gone = StatUpdate {
             changed: vec![a2.clone()],
             unused: vec![b.0.clone()],
@@ -398,14 +405,14 @@ mod tests {
         // Racy in the journal: recorded by a run that started before the edit's mtime.
         let a3 = file(dir.path(), "a", "uno");
         let mut racy = StatCache::load(&path);
-        racy.started_at = a3.1.mtime_ns;
+        racy.started_at = a3.1.changed_ns();
         racy.save(&path, &update(&[&a3])).unwrap();
         assert_eq!(StatCache::load(&path).lookup(&a3.0, &a3.1), None);
 
         // Past the journal's bound, the cache is written whole and the journal dropped.
         let mut big = StatCache::load(&path);
         big.logged = 5000;
-        big.started_at = a3.1.mtime_ns + 1;
+        big.started_at = a3.1.changed_ns() + 1;
         big.save(&path, &update(&[&a3])).unwrap();
         assert!(!journal_path(&path).exists());
         let whole = StatCache::load(&path);
@@ -421,13 +428,13 @@ mod tests {
         let path = dir.path().join("stat");
         let a = file(dir.path(), "a", "1");
         let first = StatCache {
-            started_at: a.1.mtime_ns + 1,
+            started_at: a.1.changed_ns() + 1,
             ..StatCache::default()
         };
         first.save(&path, &update(&[&a])).unwrap();
         let mut loaded = StatCache::load(&path);
         let b = file(dir.path(), "b", "2");
-        loaded.started_at = b.1.mtime_ns + 1;
+        loaded.started_at = b.1.changed_ns() + 1;
         loaded.save(&path, &update(&[&b])).unwrap();
         let mut bytes = std::fs::read(journal_path(&path)).unwrap();
         bytes.truncate(bytes.len() - 3);
@@ -435,9 +442,37 @@ mod tests {
 
         let mut torn = StatCache::load(&path);
         assert!(!torn.contains(&b.0), "the torn record is not read");
-        torn.started_at = b.1.mtime_ns + 1;
+        torn.started_at = b.1.changed_ns() + 1;
         torn.save(&path, &update(&[&b])).unwrap();
         assert!(!journal_path(&path).exists(), "written whole");
         assert_eq!(StatCache::load(&path).lookup(&b.0, &b.1), Some(b.2));
+    }
+
+    /// A file rewritten during the run with its old mtime put back (`cp -p`, `rsync -t`):
+    /// its ctime still moved, so it is racy, not trusted.
+    #[test]
+    fn a_rewrite_that_restores_the_mtime_is_racy() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = now_ns();
+        let f = dir.path().join("a");
+        std::fs::write(&f, "new").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        let key = StatKey::of(&std::fs::metadata(&f).unwrap());
+        assert!(key.mtime_ns() < started, "the mtime says: before the run");
+        let p = RepoPath::new("a").unwrap();
+        let run = StatCache {
+            started_at: started,
+            ..StatCache::default()
+        };
+        let path = dir.path().join("stat");
+        run.save(&path, &update(&[&(p.clone(), key, Digest::of(b"new"))]))
+            .unwrap();
+        assert_eq!(StatCache::load(&path).lookup(&p, &key), None);
     }
 }

@@ -64,19 +64,17 @@ pub fn fs_now_ns() -> i128 {
         - 20_000_000
 }
 
-/// Waits until the file systems' clock is past the mtime of `path` (and of anything written
-/// before it), so that a run starting after does not take it for racy: for tests, which edit
+/// Waits until the file systems' clock is past the last change (mtime or ctime) of `path` (and
+/// of anything written before it), so that a run starting after does not take it for racy: for tests, which edit
 /// and plan within a tick. That clock can lag more than a tick behind when the machine idles,
 /// and file systems with fine-grained timestamps stamp ahead of it, so it is waited for, not
 /// slept over.
 pub fn settle(path: &std::path::Path) {
-    let Ok(mtime) = std::fs::symlink_metadata(path).and_then(|m| m.modified()) else {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
         return;
     };
-    let mtime = mtime
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    while fs_now_ns() <= mtime {
+    let changed = crate::statcache::StatKey::of(&meta).changed_ns();
+    while fs_now_ns() <= changed {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }

@@ -138,7 +138,7 @@ impl FileSet {
                 .ok()
                 .map(|j| &cutoffs[j].1)?;
             let s = self.seen_now(p)?;
-            if s.key.is_none_or(|k| k.mtime_ns() >= self.started) {
+            if s.key.is_none_or(|k| k.changed_ns() >= self.started) {
                 return None;
             }
             let holds = match cut {

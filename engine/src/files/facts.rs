@@ -107,7 +107,7 @@ impl FileSet {
         // Only a file that cannot still be changing within this clock tick is remembered (as
         // with racy git index entries), and only where the source can tell it changed.
         if let Some(seen) =
-            seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.mtime_ns() < self.started))
+            seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.changed_ns() < self.started))
         {
             self.facts
                 .lock()
@@ -187,7 +187,7 @@ impl FileSet {
             let Some(s) = self.seen_now(&p) else {
                 return;
             };
-            if s.key.is_some_and(|k| k.mtime_ns() >= self.started) {
+            if s.key.is_some_and(|k| k.changed_ns() >= self.started) {
                 return;
             }
             deps.push((p, s));

@@ -337,7 +337,7 @@ impl FileSet {
         let seen = self.absent_as_parents(seen?);
         let racy = seen
             .iter()
-            .any(|(_, s)| s.key.is_some_and(|k| k.mtime_ns() >= self.started));
+            .any(|(_, s)| s.key.is_some_and(|k| k.changed_ns() >= self.started));
         if racy {
             return None;
         }
