@@ -1239,12 +1239,7 @@ fn the_base_side_loads_only_what_the_diff_moved() {
 fn a_file_broken_on_the_head_side_is_loaded_on_the_base_side() {
     let mut repo = Repo::new();
     let extra = "cluster/kubernetes/apps/extra.yaml";
-    repo.lab.write(
-        extra,
-        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  \
-         name: extra\n  namespace: flux-system\nspec:\n  path: ./cluster/kubernetes/apps/paperless/app\n  \
-         sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
-    );
+    repo.lab.write(extra, common::EXTRA_FLUX_KUSTOMIZATION);
     repo.commit("extra");
     repo.lab.write(extra, "a: [\n");
     repo.commit("broken");

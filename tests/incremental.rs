@@ -257,12 +257,7 @@ fn a_broken_file_made_valid_is_loaded() {
     lab.write(extra, "a: [\n");
     let run = lab.hl(&["plan"]);
     assert!(run.stderr.contains("extra.yaml"), "{}", run.stderr);
-    lab.write(
-        extra,
-        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  \
-         name: extra\n  namespace: flux-system\nspec:\n  path: ./cluster/kubernetes/apps/paperless/app\n  \
-         sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
-    );
+    lab.write(extra, common::EXTRA_FLUX_KUSTOMIZATION);
     let (code, plan) = lab.plan_json(&["--stats"]);
     assert_eq!(code, 2, "{plan}");
     assert_eq!(stat(&plan, "loaders_run"), 1, "{}", plan["stats"]);

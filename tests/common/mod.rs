@@ -21,6 +21,20 @@ use tempfile::TempDir;
 /// The folders of the sample homelab a test copies.
 pub const SAMPLE: [&str; 4] = ["inventory", "hosts", "services", "cluster"];
 
+/// A Flux Kustomization `flux-system/extra` over paperless's app folder, for tests that add
+/// one (or break the file that holds it).
+pub const EXTRA_FLUX_KUSTOMIZATION: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: extra
+  namespace: flux-system
+spec:
+  path: ./cluster/kubernetes/apps/paperless/app
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+";
+
 /// A temp copy of the sample homelab, with its own cache folder.
 pub struct Lab {
     tmp: TempDir,
