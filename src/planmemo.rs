@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::session::{cache_dir, hl_dir, phase, Options, Saved, Session};
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Memo {
@@ -41,6 +41,11 @@ struct Memo {
     notes: Vec<String>,
     /// The plan's shown steps.
     plan: Plan,
+    /// The place of each shown step's node in the whole plan ([`crate::planpatch::GONE`] for
+    /// a delete).
+    places: Vec<u32>,
+    /// The id of the plan's [`crate::planindex::Evals`], when they were written.
+    index: Option<u64>,
 }
 
 /// A plan recalled from the memo.
@@ -55,6 +60,8 @@ pub struct Recalled {
     pub notes: Vec<String>,
     /// The files, with the work the check did.
     pub files: Arc<FileSet>,
+    /// When some files had moved: the number of nodes evaluated again to patch the plan.
+    pub patched: Option<usize>,
 }
 
 fn path(root: &Path) -> std::path::PathBuf {
@@ -72,72 +79,173 @@ pub struct Missed {
     pub loadcache: Option<crate::loadcache::Previous>,
 }
 
-/// The memo's plan for the repo at `root` when nothing it was made of moved.
+/// What a look at the memo found.
+enum Look {
+    /// Nothing it was made of moved.
+    Hit(Memo),
+    /// Only these input files moved (and what held although it moved, for the load cache's
+    /// journal): the plan can be patched.
+    Moved(Memo, Vec<hl_engine::RepoPath>, Option<(u64, Vec<u8>)>),
+    /// The plan is made again.
+    Miss,
+}
+
+/// The memo's plan for the repo at `root` when nothing it was made of moved, or patched when
+/// only input files did (see [`crate::planpatch`]).
 pub fn recall(opts: &Options, root: &Path) -> Result<Result<Recalled, Missed>, Error> {
     let files = Arc::new(FileSet::new(root)?);
     Ok(phase("memo", || {
         let (mut stat, mut loadcache) = (None, None);
-        let hit = check(opts, root, &files, &mut stat, &mut loadcache);
-        match hit {
-            Some(m) => {
+        let look = look(opts, root, &files, &mut stat, &mut loadcache);
+        let recalled = |m: Memo, patched| Recalled {
+            plan: m.plan,
+            nodes: m.nodes,
+            environment: m.environment,
+            notes: m.notes,
+            files: files.clone(),
+            patched,
+        };
+        match look {
+            Look::Hit(m) => {
                 tracing::info!("nothing moved: the plan of .hl/planmemo");
-                Ok(Recalled {
-                    plan: m.plan,
-                    nodes: m.nodes,
-                    environment: m.environment,
-                    notes: m.notes,
-                    files: files.clone(),
-                })
+                return Ok(recalled(m, None));
             }
-            None => Err(Missed {
-                files,
-                stat,
-                loadcache,
-            }),
+            Look::Moved(m, moved, held) => {
+                let stat = stat
+                    .as_ref()
+                    .expect("a look that found moved files loaded the stat cache");
+                if let Some((m, evaluated)) = phase("patch", || {
+                    patched(opts, root, &files, stat, m, &moved, held)
+                }) {
+                    tracing::info!(
+                        evaluated,
+                        "{} files moved: .hl/planmemo patched for them",
+                        moved.len()
+                    );
+                    return Ok(recalled(m, Some(evaluated)));
+                }
+            }
+            Look::Miss => {}
         }
+        Err(Missed {
+            files: files.clone(),
+            stat,
+            loadcache,
+        })
     }))
 }
 
-/// The memo, when nothing it was made of moved; the stat cache and the load cache are left in
+/// The memo with the plan patched for the moved files, once what it learnt is saved: the
+/// stat cache, the load cache's journal, the action cache, the index and the memo.
+fn patched(
+    opts: &Options,
+    root: &Path,
+    files: &FileSet,
+    stat: &StatCache,
+    mut memo: Memo,
+    moved: &[hl_engine::RepoPath],
+    held: Option<(u64, Vec<u8>)>,
+) -> Option<(Memo, usize)> {
+    let hl = hl_dir(root);
+    let evals = crate::planindex::Evals::read(&hl).filter(|e| Some(e.id) == memo.index)?;
+    let caches = Caches::open(&cache_dir(opts)).ok()?;
+    let patch = crate::planpatch::patch(
+        root,
+        files,
+        &caches,
+        stat,
+        (&memo.plan, &memo.places),
+        evals,
+        moved,
+    );
+    // Actions of nodes realized are kept even when the patch gave up.
+    caches.actions.flush().ok()?;
+    let mut patch = patch?;
+    crate::session::ensure_hl_dir(root).ok()?;
+    if let Some((generation, record)) = held {
+        hl_engine::journal::append(&crate::loadcache::journal_path(&hl), generation, &record)
+            .ok()?;
+    }
+    memo.statcache = if patch.update.is_empty() {
+        stat.identity()
+    } else {
+        stat.save(&hl.join("statcache"), &patch.update).ok()?
+    };
+    for (before, now) in patch.builds {
+        memo.builds.retain(|(input, _)| *input != before);
+        memo.builds.extend(now);
+    }
+    memo.index = patch.evals.write(&hl);
+    memo.plan = patch.plan;
+    memo.places = patch.places;
+    write(root, &memo);
+    Some((memo, patch.evaluated))
+}
+
+/// Writes the memo; one that cannot be written is only work lost.
+fn write(root: &Path, memo: &Memo) {
+    if let Ok(bytes) = rmp_serde::to_vec_named(memo) {
+        let _ = hl_cache::write_cached(&path(root), &bytes);
+    }
+}
+
+/// What the memo says of the repo as it is now; the stat cache and the load cache are left in
 /// `stat` and `loadcache` when read.
-fn check(
+fn look(
     opts: &Options,
     root: &Path,
     files: &FileSet,
     stat: &mut Option<StatCache>,
     loadcache: &mut Option<crate::loadcache::Previous>,
-) -> Option<Memo> {
-    let memo: Memo = rmp_serde::from_slice(&std::fs::read(path(root)).ok()?).ok()?;
+) -> Look {
+    let Some(memo) = std::fs::read(path(root))
+        .ok()
+        .and_then(|b| rmp_serde::from_slice::<Memo>(&b).ok())
+    else {
+        return Look::Miss;
+    };
     if memo.format != FORMAT
         || memo.build != crate::loadcache::build_id()
         || memo.state != crate::session::state_seen(root)
     {
-        return None;
+        return Look::Miss;
     }
     let hl = hl_dir(root);
     // The load cache first: the paths it stats are most of what a plan made again stats, and
     // are not statted again.
     let previous = loadcache.insert(crate::loadcache::previous(&hl));
-    if crate::loadcache::unchanged(files, previous) != Some(memo.loadcache) {
-        return None;
-    }
+    let held = match crate::loadcache::holds(files, previous) {
+        Some((generation, held)) if generation == memo.loadcache => {
+            held.map(|record| (generation, record))
+        }
+        _ => return Look::Miss,
+    };
     let loaded = stat.insert(StatCache::load(&hl.join("statcache")));
-    if loaded.identity() != memo.statcache || !files.all_hit(loaded) {
-        return None;
+    if loaded.identity() != memo.statcache {
+        return Look::Miss;
     }
+    let moved = files.stat_misses(loaded);
     if !memo.builds.is_empty() {
-        let caches = Caches::open(&cache_dir(opts)).ok()?;
+        let Ok(caches) = Caches::open(&cache_dir(opts)) else {
+            return Look::Miss;
+        };
         for (input, known) in &memo.builds {
             let now = matches!(
                 caches.actions.get(input.bytes()),
                 Ok(hl_cache::Fetched::Hit(_))
             );
             if now != *known {
-                return None;
+                return Look::Miss;
             }
         }
     }
-    Some(memo)
+    if moved.is_empty() && held.is_none() {
+        Look::Hit(memo)
+    } else if memo.index.is_some() {
+        Look::Moved(memo, moved, held)
+    } else {
+        Look::Miss
+    }
 }
 
 /// Keeps the plan of a session that saved its caches as `saved`; nothing when the load cache
@@ -166,8 +274,33 @@ pub fn keep(session: &Session, saved: Saved) {
             (!recorded).then_some((ev.input, ev.built))
         })
         .collect();
+    let key = crate::planindex::nodes_key(
+        &crate::loadcache::build_id(),
+        loadcache,
+        &session.state_seen,
+    );
+    let index = crate::planindex::keep(
+        &hl_dir(&session.root),
+        key,
+        &session.graph,
+        &session.eval,
+        &session.plan,
+        &crate::session::state_path(&session.root),
+        &session.state,
+    );
+    let place = crate::planindex::places(&session.graph, &session.plan);
     let mut plan = session.plan.clone();
     plan.steps.retain(crate::render::visible);
+    let places = plan
+        .steps
+        .iter()
+        .map(|s| {
+            place
+                .get(&s.address)
+                .copied()
+                .unwrap_or(crate::planpatch::GONE)
+        })
+        .collect();
     let memo = Memo {
         format: FORMAT,
         build: crate::loadcache::build_id(),
@@ -179,8 +312,8 @@ pub fn keep(session: &Session, saved: Saved) {
         environment: session.lab.topology.environment.clone(),
         notes: session.lab.notes.clone(),
         plan,
+        places,
+        index,
     };
-    if let Ok(bytes) = rmp_serde::to_vec_named(&memo) {
-        let _ = hl_cache::write_cached(&path(&session.root), &bytes);
-    }
+    write(&session.root, &memo);
 }

@@ -12,7 +12,7 @@ use crate::files::{FileSet, RepoPath, Stats};
 use crate::graph::Graph;
 use crate::node::{Artifact, EdgeKind, Node, RealizeCtx, Rule};
 use crate::statcache::{StatCache, StatUpdate};
-use crate::state::State;
+use crate::state::{Record, State};
 use hl_cache::{ActionCache, Fetched, Store};
 
 /// The rules by kind.
@@ -217,10 +217,41 @@ fn evaluate_node(
     node: &Node,
 ) -> Result<Evaluated, Error> {
     let rule = registry.rule(node.address.kind())?;
-    let (input, file_digests, inputs) = prepare(graph, rule, files, done, node)?;
+    let inputs: BTreeMap<Address, Digest<Output>> = graph
+        .deps(&node.address)
+        .into_iter()
+        .filter(|(_, kind)| *kind == EdgeKind::Input)
+        .map(|(a, _)| (a.clone(), done[a].output))
+        .collect();
+    evaluate_one(rule, node, files, caches, state.get(&node.address), inputs)
+}
+
+/// Hashes one node whose files are hashed ([`FileSet::hash_all`]), given the outputs of its
+/// input edges and its record in the state: its input digest, then its output from the
+/// record, the action cache, or by realizing it (a cheap node). The action of a realize is
+/// deferred: the caller flushes the action cache.
+pub fn evaluate_one(
+    rule: &dyn Rule,
+    node: &Node,
+    files: &FileSet,
+    caches: &Caches,
+    rec: Option<&Record>,
+    inputs: BTreeMap<Address, Digest<Output>>,
+) -> Result<Evaluated, Error> {
+    let file_digests: BTreeMap<RepoPath, Digest<Content>> = node
+        .files
+        .iter()
+        .map(|p| {
+            files
+                .digest(p)
+                .map(|d| (p.clone(), d))
+                .ok_or_else(|| Error::Internal(format!("{p} was not hashed")))
+        })
+        .collect::<Result<_, _>>()?;
+    let input = input_digest(rule, node, &file_digests, &inputs);
     // The state already knows the output of this very input: no need to ask the cache (one
     // file read per node adds up on a large homelab's no-op plan).
-    if let Some(rec) = state.get(&node.address).filter(|r| r.input == input) {
+    if let Some(rec) = rec.filter(|r| r.input == input) {
         return Ok(Evaluated {
             input,
             output: rec.output,
@@ -231,7 +262,7 @@ fn evaluate_node(
     }
     let (output, built) = match cached(caches, &node.address, &input)? {
         Some(out) => (out, true),
-        None if !rule.cheap() => match state.get(&node.address) {
+        None if !rule.cheap() => match rec {
             // Built by an earlier apply whose cache entry is gone: the state still knows.
             Some(rec) if rec.input == input && rec.built => (rec.output, true),
             _ => (unbuilt_output(&input), false),

@@ -9,10 +9,10 @@ use serde_json::Value;
 use crate::address::{Address, Layer};
 use crate::digest::{Content, Digest, Input, Output};
 use crate::error::Error;
-use crate::evaluate::{Evaluation, Registry};
+use crate::evaluate::{Evaluated, Evaluation, Registry};
 use crate::files::RepoPath;
 use crate::graph::Graph;
-use crate::node::EdgeKind;
+use crate::node::{EdgeKind, Node, Rule};
 use crate::state::{Record, State};
 
 /// The version of the plan's JSON schema (docs/plan-json.md).
@@ -225,63 +225,19 @@ pub fn compute(
                 checks.push(node.address.clone());
                 continue;
             }
-            let ev = &eval[&node.address];
-            let rec = state.get(&node.address);
-            let mut step = Step {
-                address: node.address.clone(),
-                layer: node.layer,
-                action: Action::NoOp,
-                destructive: false,
-                will_build: !ev.built,
-                causes: Vec::new(),
-                input: Some(ev.input),
-                output: Some(ev.output),
-                prior_input: rec.map(|r| r.input),
-                prior_output: rec.map(|r| r.output),
-            };
-            match rec {
-                None => {
-                    step.action = Action::Create;
-                    step.causes.push(Cause::New);
-                }
-                Some(rec) if rec.input == ev.input => {}
-                Some(rec) => {
-                    step.causes = diff(rec, rule.version(), &node.params, ev)?;
-                    if rec.via == "rollback" {
-                        step.causes.push(Cause::Drift {
-                            what: "rolled back by `hl rollback`; the repo wants the newer release"
-                                .into(),
-                        });
-                    }
-                    if rec.output == ev.output && ev.built {
-                        step.causes.push(Cause::OutputIdentical);
-                    } else {
-                        step.action = Action::Update;
-                        if let Some(what) = forces_replacement(rule, &step.causes) {
-                            step.action = Action::Replace;
-                            step.causes.push(Cause::ForcesReplacement { what });
-                        }
-                    }
-                }
-            }
-            if rec.is_some() {
-                for (dep, kind) in graph.deps(&node.address) {
-                    if kind != EdgeKind::Placement {
-                        continue;
-                    }
-                    let dep_action = steps.get(dep).map(|s| s.action);
-                    if let Some(a @ (Action::Replace | Action::Create)) = dep_action {
-                        step.causes.push(Cause::Placement {
-                            address: dep.clone(),
-                            action: a,
-                        });
-                        if step.action == Action::NoOp {
-                            step.action = Action::Update;
-                        }
-                    }
-                }
-            }
-            step.will_build &= step.action.is_change();
+            let placements: Vec<(Address, Option<Action>)> = graph
+                .deps(&node.address)
+                .into_iter()
+                .filter(|(_, kind)| *kind == EdgeKind::Placement)
+                .map(|(dep, _)| (dep.clone(), steps.get(dep).map(|s| s.action)))
+                .collect();
+            let step = node_step(
+                node,
+                rule,
+                &eval[&node.address],
+                state.get(&node.address),
+                &placements,
+            )?;
             steps.insert(node.address.clone(), step);
         }
     }
@@ -301,33 +257,8 @@ pub fn compute(
                 })
                 .map(|(gone, _)| gone.clone()),
         );
-        needed_by.sort();
-        let ev = &eval[&addr];
-        steps.insert(
-            addr.clone(),
-            Step {
-                address: addr.clone(),
-                layer: Layer::L0,
-                action: if needed_by.is_empty() {
-                    Action::NoOp
-                } else {
-                    Action::Check
-                },
-                destructive: false,
-                will_build: false,
-                causes: if needed_by.is_empty() {
-                    vec![]
-                } else {
-                    vec![Cause::NeededBy {
-                        addresses: needed_by,
-                    }]
-                },
-                input: Some(ev.input),
-                output: Some(ev.output),
-                prior_input: None,
-                prior_output: None,
-            },
-        );
+        let step = check_step(&addr, &eval[&addr], needed_by);
+        steps.insert(addr, step);
     }
 
     let mut out: Vec<Step> = order.into_iter().filter_map(|a| steps.remove(&a)).collect();
@@ -358,7 +289,98 @@ pub fn compute(
     })
 }
 
-fn forces_replacement(rule: &dyn crate::node::Rule, causes: &[Cause]) -> Option<String> {
+/// The step of a stateful node: its evaluation against its record. `placements` are its
+/// placement dependencies with the action planned for each (`None`: no step).
+pub fn node_step(
+    node: &Node,
+    rule: &dyn Rule,
+    ev: &Evaluated,
+    rec: Option<&Record>,
+    placements: &[(Address, Option<Action>)],
+) -> Result<Step, Error> {
+    let mut step = Step {
+        address: node.address.clone(),
+        layer: node.layer,
+        action: Action::NoOp,
+        destructive: false,
+        will_build: !ev.built,
+        causes: Vec::new(),
+        input: Some(ev.input),
+        output: Some(ev.output),
+        prior_input: rec.map(|r| r.input),
+        prior_output: rec.map(|r| r.output),
+    };
+    match rec {
+        None => {
+            step.action = Action::Create;
+            step.causes.push(Cause::New);
+        }
+        Some(rec) if rec.input == ev.input => {}
+        Some(rec) => {
+            step.causes = diff(rec, rule.version(), &node.params, ev)?;
+            if rec.via == "rollback" {
+                step.causes.push(Cause::Drift {
+                    what: "rolled back by `hl rollback`; the repo wants the newer release".into(),
+                });
+            }
+            if rec.output == ev.output && ev.built {
+                step.causes.push(Cause::OutputIdentical);
+            } else {
+                step.action = Action::Update;
+                if let Some(what) = forces_replacement(rule, &step.causes) {
+                    step.action = Action::Replace;
+                    step.causes.push(Cause::ForcesReplacement { what });
+                }
+            }
+        }
+    }
+    if rec.is_some() {
+        for (dep, action) in placements {
+            if let Some(a @ (Action::Replace | Action::Create)) = *action {
+                step.causes.push(Cause::Placement {
+                    address: dep.clone(),
+                    action: a,
+                });
+                if step.action == Action::NoOp {
+                    step.action = Action::Update;
+                }
+            }
+        }
+    }
+    step.will_build &= step.action.is_change();
+    step.destructive = step.action.is_destructive();
+    Ok(step)
+}
+
+/// The step of a runway check: a check when changes need it (`needed_by`), else nothing.
+pub fn check_step(addr: &Address, ev: &Evaluated, mut needed_by: Vec<Address>) -> Step {
+    needed_by.sort();
+    needed_by.dedup();
+    Step {
+        address: addr.clone(),
+        layer: Layer::L0,
+        action: if needed_by.is_empty() {
+            Action::NoOp
+        } else {
+            Action::Check
+        },
+        destructive: false,
+        will_build: false,
+        causes: if needed_by.is_empty() {
+            vec![]
+        } else {
+            vec![Cause::NeededBy {
+                addresses: needed_by,
+            }]
+        },
+        input: Some(ev.input),
+        output: Some(ev.output),
+        prior_input: None,
+        prior_output: None,
+    }
+}
+
+fn forces_replacement(rule: &dyn Rule, causes: &[Cause]) -> Option<String> {
     causes.iter().find_map(|c| match c {
         Cause::Param { key, .. } => {
             let top = key.split(['.', '[']).next().unwrap_or(key);
@@ -370,12 +392,7 @@ fn forces_replacement(rule: &dyn crate::node::Rule, causes: &[Cause]) -> Option<
 }
 
 /// The causes of a change: rule version, parameters, files and input edges, old against new.
-fn diff(
-    rec: &Record,
-    version: u32,
-    params: &Value,
-    ev: &crate::evaluate::Evaluated,
-) -> Result<Vec<Cause>, Error> {
+fn diff(rec: &Record, version: u32, params: &Value, ev: &Evaluated) -> Result<Vec<Cause>, Error> {
     let mut causes = Vec::new();
     let (old_params, old_files) = (rec.params.get()?, rec.files.get()?);
     if rec.rule_version != version {

@@ -229,6 +229,40 @@ impl State {
     }
 }
 
+/// Where each record lies in a state file as [`State::save`] writes it, pretty-printed: each
+/// record's address at four spaces' indent, its value closed by a brace at the same indent
+/// (inside values, a newline is always escaped). Address and byte range of the value, in
+/// file order; `None` when the file is not laid out that way. Lets a plan that needs a few
+/// records read those alone ([`record_at`]) instead of parsing the whole file.
+pub fn record_spans(bytes: &[u8]) -> Option<Vec<(String, std::ops::Range<usize>)>> {
+    const KEY: &[u8] = b"\n    \"";
+    const END: &[u8] = b"\n    }";
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(k) = memchr::memmem::find(&bytes[at..], KEY) {
+        let key_start = at + k + KEY.len() - 1;
+        let line_end = key_start + memchr::memchr(b'\n', &bytes[key_start..])?;
+        let line = &bytes[key_start..line_end];
+        let key_len = line.strip_suffix(b": {")?.len();
+        let address: String = serde_json::from_slice(&line[..key_len]).ok()?;
+        let value_start = key_start + key_len + 2;
+        let end = line_end + memchr::memmem::find(&bytes[line_end..], END)? + END.len();
+        out.push((address, value_start..end));
+        at = end;
+    }
+    Some(out)
+}
+
+/// The record at a span of a state file found by [`record_spans`].
+pub fn record_at(bytes: &[u8]) -> Result<Record, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Environment {
+        message: format!("the hl state file has a broken record: {e}"),
+        help: Some(
+            "restore .hl/state.json from a backup, or remove it and run `hl state adopt`".into(),
+        ),
+    })
+}
+
 /// Where the journal of a state file lives.
 pub fn journal_path(state: &Path) -> std::path::PathBuf {
     state.with_extension("journal")
@@ -304,6 +338,38 @@ mod tests {
             labels: BTreeSet::new(),
             via: "apply".into(),
         }
+    }
+
+    /// Each record of a saved state is found where it lies and reads back as itself.
+    #[test]
+    fn records_are_read_where_they_lie() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut state = State::load(&path).unwrap();
+        for (i, a) in ["compose:a@H", "compose:b\\\"q@H", "talos:n1"]
+            .iter()
+            .enumerate()
+        {
+            let mut r = record(i as u8);
+            r.params =
+                Lazy::new(serde_json::json!({"text": "two\nlines }\n    }", "n": [1, {"x": {}}]}));
+            state.nodes.insert(
+                a.parse().unwrap_or_else(|_| "compose:c@H".parse().unwrap()),
+                r,
+            );
+        }
+        state.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let spans = record_spans(&bytes).expect("a saved state is laid out as saved");
+        assert_eq!(spans.len(), state.nodes.len());
+        for ((address, span), (addr, rec)) in spans.iter().zip(&state.nodes) {
+            assert_eq!(address, &addr.to_string());
+            assert_eq!(&record_at(&bytes[span.clone()]).unwrap(), rec);
+        }
+        assert_eq!(
+            record_spans(b"{\"format_version\":1,\"nodes\":{}}"),
+            Some(vec![])
+        );
     }
 
     #[test]

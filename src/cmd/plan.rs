@@ -88,7 +88,7 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         let diffs = render::Diffs::recorded(&session.caches.store, &session.files);
         print!("{}", render::markdown(&plan, None, &diffs));
         if args.stats {
-            print_stats(session.graph.len(), stats, false);
+            print_stats(session.graph.len(), stats, false, None);
         }
         let code = if plan.has_changes() { 2 } else { 0 };
         std::mem::forget(session);
@@ -100,6 +100,7 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         notes: &session.lab.notes,
         nodes: session.graph.len(),
         recalled: false,
+        patched: None,
     };
     let code = show(&args, &plan, &view, stats)?;
     // The process ends right after this: freeing a large homelab's graph, evaluation and
@@ -128,7 +129,8 @@ fn recalled(
         environment: memo.environment.as_deref(),
         notes: &memo.notes,
         nodes: memo.nodes,
-        recalled: true,
+        recalled: memo.patched.is_none(),
+        patched: memo.patched,
     };
     show(args, &memo.plan, &view, memo.files.stats.snapshot())
 }
@@ -141,6 +143,8 @@ struct View<'a> {
     nodes: usize,
     /// Whether the plan was recalled from the memo.
     recalled: bool,
+    /// When the memo's plan was patched: the nodes evaluated again.
+    patched: Option<usize>,
 }
 
 /// Prints the plan, human or JSON; returns the exit code (0 no changes, 2 changes).
@@ -160,6 +164,7 @@ fn show(
         );
         if args.stats {
             v["stats"]["plan_recalled"] = view.recalled.into();
+            v["stats"]["plan_patched"] = view.patched.into();
         }
         println!(
             "{}",
@@ -169,16 +174,20 @@ fn show(
         print!("{}", render::human(plan));
     }
     if args.stats {
-        print_stats(view.nodes, stats, view.recalled);
+        print_stats(view.nodes, stats, view.recalled, view.patched);
     }
     Ok(if plan.has_changes() { 2 } else { 0 })
 }
 
-fn print_stats(nodes: usize, s: StatsSnapshot, recalled: bool) {
+fn print_stats(nodes: usize, s: StatsSnapshot, recalled: bool, patched: Option<usize>) {
+    let how = match (recalled, patched) {
+        (true, _) => "; plan recalled: nothing moved since the last one".to_string(),
+        (_, Some(n)) => format!("; plan patched: {n} nodes evaluated again"),
+        _ => String::new(),
+    };
     eprintln!(
-        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized, {} loaders run{}",
+        "stats: {nodes} nodes, {} files statted, {} files hashed, {} files read, {} git blobs read, {} nodes realized, {} loaders run{how}",
         s.files_statted, s.files_hashed, s.files_read, s.blobs_read, s.nodes_realized, s.loaders_run,
-        if recalled { "; plan recalled: nothing moved since the last one" } else { "" }
     );
 }
 
@@ -231,7 +240,7 @@ fn against(opts: &Options, args: &PlanArgs, base: &str) -> Result<u8, Error> {
         print!("{}", render::human(&plan));
     }
     if args.stats {
-        print_stats(cmp.head_graph.len(), cmp.stats, false);
+        print_stats(cmp.head_graph.len(), cmp.stats, false, None);
     }
     Ok(if plan.has_changes() { 2 } else { 0 })
 }

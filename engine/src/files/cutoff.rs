@@ -107,6 +107,16 @@ pub struct Observations {
     pub cutoffs: Vec<(RepoPath, Cutoff)>,
 }
 
+impl Observations {
+    /// The cutoff of a path.
+    pub fn cutoff(&self, p: &RepoPath) -> Option<Cutoff> {
+        self.cutoffs
+            .binary_search_by(|(q, _)| q.cmp(p))
+            .ok()
+            .map(|j| self.cutoffs[j].1.clone())
+    }
+}
+
 impl FileSet {
     /// The positions in `seen` of the paths that are not as they were (statting every path,
     /// in parallel; the stats are kept for the rest of the run).
@@ -120,23 +130,21 @@ impl FileSet {
     }
 
     /// Whether what a loader observed still holds although the paths at `moved` (from
-    /// [`FileSet::moved`]) moved, each by its cutoff; then `seen` as it is now, to record in
-    /// place of the old. `None` when any moved path has no cutoff that holds, or is racy (it
-    /// may still be changing: see [`FileSet::observations`]).
+    /// [`FileSet::moved`]) moved, each by its cutoff (`cutoff` gives a path's); then those
+    /// paths as they are now (by position in `seen`), to record in place of the old. `None`
+    /// when any moved path has no cutoff that holds, or is racy (it may still be changing:
+    /// see [`FileSet::observations`]).
     pub fn cut_off(
         &self,
         seen: &[(RepoPath, Seen)],
         moved: &[usize],
-        cutoffs: &[(RepoPath, Cutoff)],
+        cutoff: impl Fn(&RepoPath) -> Option<Cutoff>,
         derivations: &[&dyn Rederive],
-    ) -> Option<Vec<(RepoPath, Seen)>> {
-        let mut now = seen.to_vec();
+    ) -> Option<Vec<(usize, Seen)>> {
+        let mut now = Vec::with_capacity(moved.len());
         for &i in moved {
             let (p, _) = &seen[i];
-            let cut = cutoffs
-                .binary_search_by(|(q, _)| q.cmp(p))
-                .ok()
-                .map(|j| &cutoffs[j].1)?;
+            let cut = cutoff(p)?;
             let s = self.seen_now(p)?;
             if s.key.is_none_or(|k| k.changed_ns() >= self.started) {
                 return None;
@@ -152,14 +160,14 @@ impl FileSet {
                     )
                 }
                 Cutoff::Listing(digest) if s.kind == 2 => {
-                    self.listing_digest(p).is_some_and(|d| d == *digest)
+                    self.listing_digest(p).is_some_and(|d| d == digest)
                 }
                 _ => false,
             };
             if !holds {
                 return None;
             }
-            now[i].1 = s;
+            now.push((i, s));
         }
         Some(now)
     }
@@ -279,7 +287,7 @@ mod tests {
         let moved = files.moved(&o.seen);
         moved.is_empty()
             || files
-                .cut_off(&o.seen, &moved, &o.cutoffs, &[&LINES])
+                .cut_off(&o.seen, &moved, |p| o.cutoff(p), &[&LINES])
                 .is_some()
     }
 
@@ -381,7 +389,7 @@ mod tests {
         let moved = files.moved(&o.seen);
         assert!(!moved.is_empty());
         assert!(files
-            .cut_off(&o.seen, &moved, &o.cutoffs, &[&STRICT])
+            .cut_off(&o.seen, &moved, |p| o.cutoff(p), &[&STRICT])
             .is_none());
     }
 

@@ -709,6 +709,80 @@ impl FileSet {
         })
     }
 
+    /// The stat cache's entries whose file is not as it recorded (or whose entry is not
+    /// trusted): what [`FileSet::hash_all`] would hash. Stats made this run are reused.
+    pub fn stat_misses(&self, cache: &StatCache) -> Vec<RepoPath> {
+        let memo = self.statted.lock().expect("no panics hold this lock");
+        let paths: Vec<(&RepoPath, Option<StatKey>)> = cache
+            .paths()
+            .map(|p| (p, memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key)))
+            .collect();
+        drop(memo);
+        paths
+            .par_iter()
+            .filter(|(p, known)| {
+                let key = match known {
+                    Some(k) => Some(*k),
+                    None => {
+                        Stats::bump(&self.stats.files_statted);
+                        self.source.stat_key(p).ok().flatten()
+                    }
+                };
+                key.is_none_or(|k| cache.lookup(p, &k).is_none())
+            })
+            .map(|(p, _)| (*p).clone())
+            .collect()
+    }
+
+    /// Hashes a few paths as [`FileSet::hash_all`] does, one by one, without looking for stat
+    /// cache entries no longer used (the caller knows the input files are the ones the cache
+    /// was saved with); a path hashed already this run is not hashed again.
+    pub fn hash_some(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatUpdate, Error> {
+        let mut update = StatUpdate::default();
+        for p in paths {
+            if self.digest(p).is_some() {
+                continue;
+            }
+            let d = if let Some(oid) = self.identities.get(p) {
+                git_identity(oid)
+            } else {
+                let known = self
+                    .statted
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .get(p)
+                    .filter(|s| s.kind == 1)
+                    .and_then(|s| s.key);
+                let key = match known {
+                    Some(k) => Some(k),
+                    None => {
+                        let key = self.source.stat_key(p)?;
+                        if key.is_some() {
+                            Stats::bump(&self.stats.files_statted);
+                        }
+                        key
+                    }
+                };
+                match key.as_ref().and_then(|k| cache.lookup(p, k)) {
+                    Some(d) => d,
+                    None => {
+                        let d = Digest::of(&self.load(p)?);
+                        Stats::bump(&self.stats.files_hashed);
+                        if let Some(key) = key {
+                            update.changed.push((p.clone(), key, d));
+                        }
+                        d
+                    }
+                }
+            };
+            self.digests
+                .write()
+                .expect("no panics hold this lock")
+                .insert(p.clone(), d);
+        }
+        Ok(update)
+    }
+
     /// The content digest of a path hashed by [`FileSet::hash_all`].
     pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
         self.digests

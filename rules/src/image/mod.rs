@@ -130,7 +130,9 @@ fn recipe(ctx: &Ctx, path: &RepoPath, name: &str) -> Result<Node, Error> {
                     None,
                 ));
             }
-            ctx.files.read(&p)?;
+            // Inside the repo, but not read: the loader takes nothing from the content (realize
+            // reads it), so an edit makes no loader run.
+            ctx.files.check_inside(&p)?;
             files.push(p);
         }
     }

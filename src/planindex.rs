@@ -1,0 +1,354 @@
+//! What a plan memo needs to be patched instead of made again when a few files moved (see
+//! [`crate::planpatch`]), laid out so that a patch reads only what the moved files reach:
+//!
+//! - `.hl/plannodes`: each node of the graph by its place in the plan (a topological order):
+//!   the node as the loaders found it, where its record lies in the state file, its edges both
+//!   ways; and which nodes read each input file. Each is read alone. It changes only with the
+//!   nodes, so it is written again only when the load cache or the state it came from is
+//!   another ([`nodes_key`]).
+//! - `.hl/planevals`: each node's evaluation (input, output, built) by place, fixed-width,
+//!   read and written whole with every patch (half a megabyte for 8,000 nodes).
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hl_engine::{Address, EdgeKind, Evaluation, Graph, Node, Plan};
+use serde::{Deserialize, Serialize};
+
+const FORMAT: u32 = 1;
+
+/// A node's record in the state file: its input digest and where it lies
+/// ([`hl_engine::state::record_spans`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordAt {
+    /// The recorded input digest.
+    pub input: [u8; 32],
+    /// Byte offset of the record's value in state.json.
+    pub at: u64,
+    /// Its length.
+    pub len: u32,
+}
+
+/// An edge kind, as the index stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// [`EdgeKind::Input`].
+    Input,
+    /// [`EdgeKind::Order`].
+    Order,
+    /// [`EdgeKind::Placement`].
+    Placement,
+}
+
+impl From<EdgeKind> for Kind {
+    fn from(k: EdgeKind) -> Kind {
+        match k {
+            EdgeKind::Input => Kind::Input,
+            EdgeKind::Order => Kind::Order,
+            EdgeKind::Placement => Kind::Placement,
+        }
+    }
+}
+
+/// An edge to another node: its place, the kind, its address.
+pub type Link = (u32, Kind, String);
+
+/// One node at its place in the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Place {
+    /// The node.
+    pub node: Node,
+    /// Its record in the state, if any.
+    pub record: Option<RecordAt>,
+    /// Its dependencies.
+    pub deps: Vec<Link>,
+    /// Its dependents.
+    pub dependents: Vec<Link>,
+}
+
+/// The hash of a path in the readers table (a collision only makes a node looked at again).
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    path.hash(&mut h);
+    h.finish()
+}
+
+fn nodes_path(hl_dir: &Path) -> PathBuf {
+    hl_dir.join("plannodes")
+}
+
+fn evals_path(hl_dir: &Path) -> PathBuf {
+    hl_dir.join("planevals")
+}
+
+/// What the nodes file of a graph is keyed on: the binary, the load cache's generation and
+/// the state's files (the graph is a function of the loaders' nodes and the recorded state).
+pub fn nodes_key(build: &str, loadcache: u64, state: &[Option<hl_engine::StatKey>]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(build.as_bytes());
+    h.update(&loadcache.to_le_bytes());
+    h.update(format!("{state:?}").as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Bytes before the table: format, key, node count, readers count.
+const HEAD: u64 = 44;
+/// Bytes of one table row (offset, length) and of one reader (path hash, place).
+const ROW: u64 = 12;
+
+/// The nodes file, open: places are read one by one.
+pub struct Nodes {
+    file: std::fs::File,
+    /// The key it was made under.
+    pub key: [u8; 32],
+    count: u32,
+    readers: u32,
+}
+
+impl Nodes {
+    /// Opens the nodes file; `None` when absent or of another format.
+    pub fn open(hl_dir: &Path) -> Option<Nodes> {
+        let mut file = std::fs::File::open(nodes_path(hl_dir)).ok()?;
+        let mut head = [0u8; HEAD as usize];
+        file.read_exact(&mut head).ok()?;
+        let word = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+        (word(0) == FORMAT).then(|| Nodes {
+            key: head[4..36].try_into().expect("32 bytes"),
+            count: word(36),
+            readers: word(40),
+            file,
+        })
+    }
+
+    /// The number of places.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    fn row(&self, at: u64) -> Option<(u64, u32)> {
+        let mut row = [0u8; ROW as usize];
+        self.file.read_exact_at(&mut row, at).ok()?;
+        Some((
+            u64::from_le_bytes(row[..8].try_into().ok()?),
+            u32::from_le_bytes(row[8..].try_into().ok()?),
+        ))
+    }
+
+    /// The node at place `i`, with its record and edges.
+    pub fn place(&self, i: u32) -> Option<Place> {
+        if i >= self.count {
+            return None;
+        }
+        let (offset, len) = self.row(HEAD + ROW * u64::from(i))?;
+        let mut bytes = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        rmp_serde::from_slice(&bytes).ok()
+    }
+
+    /// The places of the nodes that may read `path` (a binary search of the readers table).
+    pub fn readers_of(&self, path: &str) -> Option<Vec<u32>> {
+        let h = path_hash(path);
+        let start = HEAD + ROW * u64::from(self.count);
+        let reader = |i: u32| self.row(start + ROW * u64::from(i));
+        let (mut lo, mut hi) = (0, self.readers);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if reader(mid)?.0 < h {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut out = Vec::new();
+        while lo < self.readers {
+            match reader(lo)? {
+                (x, place) if x == h => out.push(place),
+                _ => break,
+            }
+            lo += 1;
+        }
+        Some(out)
+    }
+}
+
+/// Each node's evaluation by place: input, output, built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evals {
+    /// Ties them to a memo.
+    pub id: u64,
+    /// The nodes file they go with.
+    pub key: [u8; 32],
+    /// One per place.
+    pub evals: Vec<([u8; 32], [u8; 32], bool)>,
+}
+
+impl Evals {
+    /// Reads them; `None` when absent or unreadable.
+    pub fn read(hl_dir: &Path) -> Option<Evals> {
+        let bytes = std::fs::read(evals_path(hl_dir)).ok()?;
+        let (head, rest) = bytes.split_at_checked(48)?;
+        if head[..4] != FORMAT.to_le_bytes() || rest.len() % 65 != 0 {
+            return None;
+        }
+        let evals = rest
+            .chunks_exact(65)
+            .map(|c| {
+                Some((
+                    c[..32].try_into().ok()?,
+                    c[32..64].try_into().ok()?,
+                    c[64] == 1,
+                ))
+            })
+            .collect::<Option<_>>()?;
+        Some(Evals {
+            id: u64::from_le_bytes(head[4..12].try_into().ok()?),
+            key: head[12..44].try_into().ok()?,
+            evals,
+        })
+    }
+
+    /// Writes them under a new id, which is returned; `None` when they could not be written
+    /// (only work lost).
+    pub fn write(&mut self, hl_dir: &Path) -> Option<u64> {
+        self.id = hl_engine::journal::generation();
+        let mut bytes = Vec::with_capacity(48 + 65 * self.evals.len());
+        bytes.extend_from_slice(&FORMAT.to_le_bytes());
+        bytes.extend_from_slice(&self.id.to_le_bytes());
+        bytes.extend_from_slice(&self.key);
+        bytes.extend_from_slice(&u32::try_from(self.evals.len()).ok()?.to_le_bytes());
+        for (input, output, built) in &self.evals {
+            bytes.extend_from_slice(input);
+            bytes.extend_from_slice(output);
+            bytes.push(u8::from(*built));
+        }
+        hl_cache::write_cached(&evals_path(hl_dir), &bytes).ok()?;
+        Some(self.id)
+    }
+}
+
+/// The place of each node of a graph in a plan made whole (no-ops included).
+pub fn places<'a>(graph: &Graph, plan: &'a Plan) -> rustc_hash::FxHashMap<&'a Address, u32> {
+    plan.steps
+        .iter()
+        .filter(|s| graph.contains(&s.address))
+        .enumerate()
+        .map(|(i, s)| (&s.address, i as u32))
+        .collect()
+}
+
+/// Writes what a patch of a plan just made (`plan` whole) needs: the nodes file unless the
+/// one there was made under `key`, and the evaluations, whose id is returned. `None` when a
+/// piece could not be made or written.
+pub fn keep(
+    hl_dir: &Path,
+    key: [u8; 32],
+    graph: &Graph,
+    eval: &Evaluation,
+    plan: &Plan,
+    state_file: &Path,
+    state: &hl_engine::State,
+) -> Option<u64> {
+    let place = places(graph, plan);
+    let order: Vec<&Node> = plan
+        .steps
+        .iter()
+        .filter_map(|s| graph.get(&s.address))
+        .collect();
+    if order.len() != graph.len() {
+        return None;
+    }
+    if Nodes::open(hl_dir).is_none_or(|n| n.key != key || n.len() != order.len()) {
+        write_nodes(hl_dir, key, graph, &order, &place, state_file, state)?;
+    }
+    let evals = order
+        .iter()
+        .map(|n| {
+            let ev = eval.get(&n.address)?;
+            Some((*ev.input.bytes(), *ev.output.bytes(), ev.built))
+        })
+        .collect::<Option<_>>()?;
+    Evals { id: 0, key, evals }.write(hl_dir)
+}
+
+fn write_nodes(
+    hl_dir: &Path,
+    key: [u8; 32],
+    graph: &Graph,
+    order: &[&Node],
+    place: &rustc_hash::FxHashMap<&Address, u32>,
+    state_file: &Path,
+    state: &hl_engine::State,
+) -> Option<()> {
+    use rayon::prelude::*;
+    let spans: rustc_hash::FxHashMap<String, std::ops::Range<usize>> = if state.nodes.is_empty() {
+        Default::default()
+    } else {
+        let bytes = std::fs::read(state_file).ok()?;
+        hl_engine::state::record_spans(&bytes)?
+            .into_iter()
+            .collect()
+    };
+    let links = |edges: Vec<(&Address, EdgeKind)>| -> Option<Vec<Link>> {
+        edges
+            .into_iter()
+            .map(|(a, k)| Some((*place.get(a)?, k.into(), a.to_string())))
+            .collect()
+    };
+    let encoded: Vec<Vec<u8>> = order
+        .par_iter()
+        .map(|node| {
+            let record = match state.get(&node.address) {
+                None => None,
+                Some(r) => {
+                    let span = spans.get(&node.address.to_string())?;
+                    Some(RecordAt {
+                        input: *r.input.bytes(),
+                        at: span.start as u64,
+                        len: u32::try_from(span.len()).ok()?,
+                    })
+                }
+            };
+            let place = Place {
+                node: (*node).clone(),
+                record,
+                deps: links(graph.deps(&node.address))?,
+                dependents: links(graph.dependents(&node.address))?,
+            };
+            rmp_serde::to_vec_named(&place).ok()
+        })
+        .collect::<Option<_>>()?;
+    let mut readers: Vec<(u64, u32)> = order
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.files
+                .iter()
+                .map(move |p| (path_hash(p.as_str()), i as u32))
+        })
+        .collect();
+    readers.sort_unstable();
+    readers.dedup();
+    let table = HEAD + ROW * (order.len() + readers.len()) as u64;
+    let total: usize = encoded.iter().map(Vec::len).sum();
+    let mut bytes = Vec::with_capacity(table as usize + total);
+    bytes.extend_from_slice(&FORMAT.to_le_bytes());
+    bytes.extend_from_slice(&key);
+    bytes.extend_from_slice(&u32::try_from(order.len()).ok()?.to_le_bytes());
+    bytes.extend_from_slice(&u32::try_from(readers.len()).ok()?.to_le_bytes());
+    let mut at = table;
+    for b in &encoded {
+        bytes.extend_from_slice(&at.to_le_bytes());
+        bytes.extend_from_slice(&u32::try_from(b.len()).ok()?.to_le_bytes());
+        at += b.len() as u64;
+    }
+    for (h, i) in &readers {
+        bytes.extend_from_slice(&h.to_le_bytes());
+        bytes.extend_from_slice(&i.to_le_bytes());
+    }
+    for b in &encoded {
+        bytes.extend_from_slice(b);
+    }
+    hl_cache::write_cached(&nodes_path(hl_dir), &bytes).ok()
+}

@@ -1,0 +1,201 @@
+//! The plan memo patched: after an edit that moves input files and nothing the loaders take
+//! from them, `hl plan` makes again only the nodes the edit reaches. A user would notice a
+//! wrong patch as a plan that differs from the one made whole, so every case compares the
+//! two, and says what the patch did (`plan_patched`: the nodes evaluated again).
+
+mod common;
+
+use common::{changes, checks, expect, Lab};
+use serde_json::Value;
+
+/// `hl plan --json --stats`: the exit code, the plan without its stats, and the nodes the
+/// patch evaluated again (`None`: recalled or made whole).
+fn plan(lab: &Lab) -> (i32, Value, Option<u64>, Value) {
+    let run = lab.hl(&["plan", "--json", "--stats"]);
+    assert!(run.code == 0 || run.code == 2, "{}", run.stderr);
+    let mut v = run.json();
+    let stats = v
+        .as_object_mut()
+        .expect("a plan")
+        .remove("stats")
+        .expect("stats");
+    let patched = stats["plan_patched"].as_u64();
+    (run.code, v, patched, stats)
+}
+
+/// The plan made whole (the memo removed first), without its stats.
+fn whole(lab: &Lab) -> (i32, Value) {
+    std::fs::remove_file(lab.path(".hl/planmemo")).expect("a memo was kept");
+    let (code, v, patched, stats) = plan(lab);
+    assert_eq!(patched, None);
+    assert_eq!(stats["plan_recalled"], false);
+    (code, v)
+}
+
+/// A plan patched after an edit: it says so, and is the plan made whole.
+#[track_caller]
+fn patched(lab: &Lab) -> (i32, Value, u64, Value) {
+    let (code, v, patched, stats) = plan(lab);
+    let n = patched.unwrap_or_else(|| panic!("not patched: {stats}"));
+    assert_eq!(stats["loaders_run"], 0, "{stats}");
+    assert_eq!(
+        whole(lab),
+        (code, v.clone()),
+        "the patched plan is the whole one"
+    );
+    (code, v, n, stats)
+}
+
+/// A lab adopted, with a plan kept.
+fn kept() -> Lab {
+    let lab = Lab::adopted();
+    let (code, _, patched, _) = plan(&lab);
+    assert_eq!((code, patched), (0, None));
+    lab
+}
+
+/// A config file of a compose service edited: that service updates, its host's runway checks
+/// are needed; the edit undone, nothing is left to do. One node evaluated again each time.
+#[test]
+fn a_config_edit_and_its_undo_are_patched() {
+    let lab = kept();
+    let conf = "services/mosquitto/mosquitto.conf";
+    let before = lab.read(conf);
+    lab.edit(conf, |t| format!("{t}max_connections 200\n"));
+    let (code, edited, n, stats) = patched(&lab);
+    assert_eq!(code, 2);
+    assert_eq!(
+        changes(&edited),
+        expect([("compose:mosquitto@CHELSTY-INFRA", "update")])
+    );
+    assert!(!checks(&edited).is_empty(), "its runway: {edited}");
+    assert_eq!((n, &stats["files_hashed"]), (1, &Value::from(1)));
+
+    lab.write(conf, &before);
+    let (code, undone, n, _) = patched(&lab);
+    assert_eq!((code, n), (0, 1));
+    assert!(
+        changes(&undone).is_empty() && checks(&undone).is_empty(),
+        "{undone}"
+    );
+}
+
+/// A file written again with the same bytes: its metadata moved, the plan did not.
+#[test]
+fn the_same_bytes_written_again_patch_to_the_same_plan() {
+    let lab = kept();
+    let (_, first) = whole(&lab);
+    let conf = "services/mosquitto/mosquitto.conf";
+    lab.edit(conf, |t| format!("{t}\n"));
+    lab.edit(conf, |t| t.strip_suffix('\n').expect("added").to_string());
+    let (code, again, _, _) = patched(&lab);
+    assert_eq!((code, again), (0, first));
+}
+
+/// An image's input file edited: the image will build anew, so every VM booting it changes
+/// (its input is the image's output), what is placed on those VMs is applied again, and the
+/// runway checks of all of them are needed: a change that travels edges, patched.
+#[test]
+fn an_edit_that_travels_input_and_placement_edges_is_patched() {
+    let lab = kept();
+    lab.edit("inventory/images/debian-12/user-data.yaml", |t| {
+        format!("{t}packages: [htop]\n")
+    });
+    let (code, plan, n, _) = patched(&lab);
+    assert_eq!(code, 2);
+    let changed = changes(&plan);
+    assert!(
+        changed.iter().any(|(a, _)| a == "image:debian-12"),
+        "{plan}"
+    );
+    let vms = lab.vms_using("debian-12");
+    assert!(!vms.is_empty());
+    for vm in &vms {
+        assert!(
+            changed.iter().any(|(a, _)| a == vm),
+            "{vm} boots the image: {plan}"
+        );
+        let host = vm.trim_start_matches("vm:");
+        for placed in lab.placements_on(host) {
+            assert!(
+                changed.iter().any(|(a, _)| *a == placed),
+                "{placed} runs on {vm}: {plan}"
+            );
+        }
+    }
+    assert!(
+        n as usize > vms.len(),
+        "the image and its VMs at least: {n} evaluated"
+    );
+}
+
+/// Edits one after another, each planned: each plan is patched from the one before, and each
+/// is the plan made whole.
+#[test]
+fn edits_in_a_row_are_each_patched() {
+    let lab = kept();
+    let edits: [(&str, &str, &str); 3] = [
+        (
+            "cluster/talos/patches/kube-w-1.yaml",
+            "vm.max_map_count: \"262144\"",
+            "vm.max_map_count: \"524288\"",
+        ),
+        (
+            "services/mosquitto/mosquitto.conf",
+            "max_queued_messages 5000\n",
+            "max_queued_messages 10000\n",
+        ),
+        ("services/caddy/Caddyfile", "", ""),
+    ];
+    let mut changed = std::collections::BTreeSet::new();
+    for (file, from, to) in edits {
+        if from.is_empty() {
+            lab.edit(file, |t| format!("{t}# reviewed\n"));
+        } else {
+            lab.replace(file, from, to);
+        }
+        let (code, plan, _, _) = patched(&lab);
+        assert_eq!(code, 2);
+        let now = changes(&plan);
+        assert!(now.is_superset(&changed), "{file}: earlier changes kept");
+        assert!(now.len() > changed.len(), "{file} changed something");
+        changed = now;
+    }
+    assert!(changed.iter().any(|(a, _)| a.starts_with("talos:")));
+}
+
+/// With a node recorded but gone from the repo (its delete pending, its runway checks needed
+/// by it), an edit of a service on the same host is patched: the delete stays, and the host's
+/// checks are needed by both.
+#[test]
+fn a_pending_delete_survives_a_patch() {
+    let lab = kept();
+    lab.replace(
+        "hosts/CHELSTY-INFRA/services.yaml",
+        "  - stability-agent\n",
+        "",
+    );
+    let (code, removed, patched_, _) = plan(&lab);
+    assert_eq!((code, patched_), (2, None), "a loader ran: made whole");
+    assert_eq!(
+        changes(&removed),
+        expect([("compose:stability-agent@CHELSTY-INFRA", "delete")])
+    );
+    lab.edit("services/mosquitto/mosquitto.conf", |t| {
+        format!("{t}max_connections 200\n")
+    });
+    let (code, plan, _, _) = patched(&lab);
+    assert_eq!(code, 2);
+    let both = checks(&plan)
+        .into_values()
+        .filter(|needed| needed.len() == 2)
+        .count();
+    assert!(both > 0, "{plan}");
+    assert!(
+        changes(&plan).contains(&(
+            "compose:stability-agent@CHELSTY-INFRA".into(),
+            "delete".into()
+        )),
+        "{plan}"
+    );
+}
