@@ -54,6 +54,15 @@ impl From<EdgeKind> for Kind {
 /// An edge to another node: its place, the kind, its address.
 pub type Link = (u32, Kind, String);
 
+/// One node at its place in the plan, as written (borrowed).
+#[derive(Serialize)]
+struct PlaceRef<'a> {
+    node: &'a Node,
+    record: Option<RecordAt>,
+    deps: Vec<Link>,
+    dependents: Vec<Link>,
+}
+
 /// One node at its place in the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Place {
@@ -247,8 +256,8 @@ pub fn keep(
     graph: &Graph,
     eval: &Evaluation,
     plan: &Plan,
-    state_file: &Path,
     state: &hl_engine::State,
+    spans: Option<&hl_engine::state::Spans>,
 ) -> Option<u64> {
     let place = places(graph, plan);
     let order: Vec<&Node> = plan
@@ -260,7 +269,7 @@ pub fn keep(
         return None;
     }
     if Nodes::open(hl_dir).is_none_or(|n| n.key != key || n.len() != order.len()) {
-        write_nodes(hl_dir, key, graph, &order, &place, state_file, state)?;
+        write_nodes(hl_dir, key, graph, &order, &place, state, spans?)?;
     }
     let evals = order
         .iter()
@@ -278,18 +287,11 @@ fn write_nodes(
     graph: &Graph,
     order: &[&Node],
     place: &rustc_hash::FxHashMap<&Address, u32>,
-    state_file: &Path,
     state: &hl_engine::State,
+    spans: &hl_engine::state::Spans,
 ) -> Option<()> {
     use rayon::prelude::*;
-    let spans: rustc_hash::FxHashMap<String, std::ops::Range<usize>> = if state.nodes.is_empty() {
-        Default::default()
-    } else {
-        let bytes = std::fs::read(state_file).ok()?;
-        hl_engine::state::record_spans(&bytes)?
-            .into_iter()
-            .collect()
-    };
+    use std::io::Write;
     let links = |edges: Vec<(&Address, EdgeKind)>| -> Option<Vec<Link>> {
         edges
             .into_iter()
@@ -310,13 +312,13 @@ fn write_nodes(
                     })
                 }
             };
-            let place = Place {
-                node: (*node).clone(),
+            let place = PlaceRef {
+                node,
                 record,
                 deps: links(graph.deps(&node.address))?,
                 dependents: links(graph.dependents(&node.address))?,
             };
-            rmp_serde::to_vec_named(&place).ok()
+            rmp_serde::to_vec(&place).ok()
         })
         .collect::<Option<_>>()?;
     let mut readers: Vec<(u64, u32)> = order
@@ -330,25 +332,35 @@ fn write_nodes(
         .collect();
     readers.sort_unstable();
     readers.dedup();
-    let table = HEAD + ROW * (order.len() + readers.len()) as u64;
-    let total: usize = encoded.iter().map(Vec::len).sum();
-    let mut bytes = Vec::with_capacity(table as usize + total);
-    bytes.extend_from_slice(&FORMAT.to_le_bytes());
-    bytes.extend_from_slice(&key);
-    bytes.extend_from_slice(&u32::try_from(order.len()).ok()?.to_le_bytes());
-    bytes.extend_from_slice(&u32::try_from(readers.len()).ok()?.to_le_bytes());
-    let mut at = table;
-    for b in &encoded {
-        bytes.extend_from_slice(&at.to_le_bytes());
-        bytes.extend_from_slice(&u32::try_from(b.len()).ok()?.to_le_bytes());
-        at += b.len() as u64;
+    // Streamed to a temp file renamed over the old one: the blobs are not copied into one
+    // buffer first.
+    let path = nodes_path(hl_dir);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+        out.write_all(&FORMAT.to_le_bytes())?;
+        out.write_all(&key)?;
+        out.write_all(&(order.len() as u32).to_le_bytes())?;
+        out.write_all(&(readers.len() as u32).to_le_bytes())?;
+        let mut at = HEAD + ROW * (order.len() + readers.len()) as u64;
+        for b in &encoded {
+            out.write_all(&at.to_le_bytes())?;
+            out.write_all(&(b.len() as u32).to_le_bytes())?;
+            at += b.len() as u64;
+        }
+        for (h, i) in &readers {
+            out.write_all(&h.to_le_bytes())?;
+            out.write_all(&i.to_le_bytes())?;
+        }
+        for b in &encoded {
+            out.write_all(b)?;
+        }
+        out.into_inner()?;
+        std::fs::rename(&tmp, &path)
+    };
+    if write().is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return None;
     }
-    for (h, i) in &readers {
-        bytes.extend_from_slice(&h.to_le_bytes());
-        bytes.extend_from_slice(&i.to_le_bytes());
-    }
-    for b in &encoded {
-        bytes.extend_from_slice(b);
-    }
-    hl_cache::write_cached(&nodes_path(hl_dir), &bytes).ok()
+    Some(())
 }

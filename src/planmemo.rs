@@ -285,8 +285,8 @@ pub fn keep(session: &Session, saved: Saved) {
         &session.graph,
         &session.eval,
         &session.plan,
-        &crate::session::state_path(&session.root),
         &session.state,
+        session.state_spans.as_ref(),
     );
     let place = crate::planindex::places(&session.graph, &session.plan);
     let mut plan = session.plan.clone();

@@ -59,6 +59,8 @@ pub struct Session {
     learnt: crate::loadcache::Learnt,
     /// The recorded state's files (state.json, its journal) as they were before it was read.
     pub state_seen: Vec<Option<StatKey>>,
+    /// Where each record lies in state.json, when it alone holds the state.
+    pub state_spans: Option<hl_engine::state::Spans>,
 }
 
 /// Which caches on disk hold what a run found, once it saved (see [`Session::save_stat_cache`]).
@@ -109,7 +111,7 @@ impl Session {
         // Before the state is read: a state written meanwhile then shows as changed.
         let state_seen = state_seen(&root);
         let (state, stat, found) = std::thread::scope(|s| {
-            let state = s.spawn(|| phase("state", || State::load(&state_path(&root))));
+            let state = s.spawn(|| phase("state", || State::load_indexed(&state_path(&root))));
             let stat = s.spawn(|| {
                 phase("statcache", || {
                     stat.unwrap_or_else(|| StatCache::load(&hl_dir(&root).join("statcache")))
@@ -124,7 +126,7 @@ impl Session {
                 found,
             )
         });
-        let state = state?;
+        let (state, state_spans) = state?;
         let (discovered, learnt) = found?;
         // Recorded but gone from the repo: their deletion needs its runway too.
         let present: std::collections::HashSet<&hl_engine::Address> =
@@ -161,6 +163,7 @@ impl Session {
         })?;
         Ok(Session {
             state_seen,
+            state_spans,
             stat,
             stat_update,
             learnt,

@@ -154,12 +154,22 @@ impl State {
     /// Loads the state, with the journal of a run that did not finish replayed over it; an
     /// absent file is an empty state (everything is to create).
     pub fn load(path: &Path) -> Result<State, Error> {
-        let mut state = Self::load_file(path)?;
-        state.replay(&journal_path(path));
-        Ok(state)
+        Ok(Self::load_indexed(path)?.0)
     }
 
-    fn load_file(path: &Path) -> Result<State, Error> {
+    /// [`State::load`], and where each record lies in the state file ([`record_spans`]) when
+    /// no journal was replayed over it (then the file alone holds the state).
+    pub fn load_indexed(path: &Path) -> Result<(State, Option<Spans>), Error> {
+        let (mut state, spans) = Self::load_file(path)?;
+        let journal = journal_path(path);
+        if journal.exists() {
+            state.replay(&journal);
+            return Ok((state, None));
+        }
+        Ok((state, spans))
+    }
+
+    fn load_file(path: &Path) -> Result<(State, Option<Spans>), Error> {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let state: State =
@@ -180,12 +190,16 @@ impl State {
                         help: Some("upgrade hl".into()),
                     });
                 }
-                Ok(state)
+                let spans = record_spans(&bytes).map(|v| v.into_iter().collect());
+                Ok((state, spans))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
-                format_version: STATE_FORMAT,
-                nodes: BTreeMap::new(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((
+                State {
+                    format_version: STATE_FORMAT,
+                    nodes: BTreeMap::new(),
+                },
+                Some(Spans::new()),
+            )),
             Err(e) => Err(Error::io("cannot read state", path, e)),
         }
     }
@@ -228,6 +242,9 @@ impl State {
         self.nodes.get(addr)
     }
 }
+
+/// Where each record of a state file lies: address -> byte range of its value.
+pub type Spans = std::collections::HashMap<String, std::ops::Range<usize>>;
 
 /// Where each record lies in a state file as [`State::save`] writes it, pretty-printed: each
 /// record's address at four spaces' indent, its value closed by a brace at the same indent

@@ -73,7 +73,7 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
     let plan = session.selected_plan(&selector)?;
     let saved = crate::session::phase("save", || session.save_stat_cache())?;
     if plain {
-        crate::planmemo::keep(&session, saved);
+        crate::session::phase("keep", || crate::planmemo::keep(&session, saved));
     }
     if let Some(out) = &args.out {
         crate::saved::SavedPlan::of(&plan, &session.root).save(out)?;
