@@ -641,6 +641,38 @@ mod tests {
         .expect("appends");
     }
 
+    /// A cutoff table finds each entry, first and last included, and nothing else.
+    #[test]
+    fn a_cutoff_is_found_alone_in_its_table() {
+        let cutoffs: Vec<(RepoPath, Cutoff)> = (0..50)
+            .map(|i| {
+                let p = RepoPath::new(&format!("d/{i:03}.yaml")).expect("a path");
+                let cut = if i % 2 == 0 {
+                    Cutoff::Listing([i as u8; 32])
+                } else {
+                    Cutoff::Derived(vec![("t".into(), [i as u8; 32])])
+                };
+                (p, cut)
+            })
+            .collect();
+        let table = cutoff_table(&cutoffs).expect("encodes");
+        for (p, cut) in &cutoffs {
+            assert_eq!(cutoff_in(&Table::Mem(&table), p).as_ref(), Some(cut), "{p}");
+        }
+        for absent in ["a", "d/000", "d/049.yaml.bak", "e/000.yaml"] {
+            let p = RepoPath::new(absent).expect("a path");
+            assert_eq!(cutoff_in(&Table::Mem(&table), &p), None, "{absent}");
+        }
+        let empty = cutoff_table(&[]).expect("encodes");
+        let p = RepoPath::new("a").expect("a path");
+        assert_eq!(cutoff_in(&Table::Mem(&empty), &p), None);
+        assert_eq!(
+            cutoff_in(&Table::Mem(&table[..10]), &cutoffs[25].0),
+            None,
+            "a torn table"
+        );
+    }
+
     /// Below its bound the journal is read and left as it is; past it, the load cache is
     /// written whole again (and the journal then dropped on save).
     #[test]

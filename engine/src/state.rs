@@ -387,6 +387,19 @@ mod tests {
             record_spans(b"{\"format_version\":1,\"nodes\":{}}"),
             Some(vec![])
         );
+
+        // Loaded with its positions; with a journal replayed over it, the file no longer holds
+        // the state alone, and no positions are given.
+        let (loaded, spans) = State::load_indexed(&path).unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(spans.map(|s| s.len()), Some(state.nodes.len()));
+        let mut j = Journal::open(&path).unwrap();
+        j.record(&"compose:d@H".parse().unwrap(), Some(&record(9)))
+            .unwrap();
+        drop(j);
+        let (replayed, spans) = State::load_indexed(&path).unwrap();
+        assert_eq!(replayed.nodes.len(), state.nodes.len() + 1);
+        assert!(spans.is_none());
     }
 
     #[test]
