@@ -9,9 +9,11 @@
 //! [`hl_engine::Cutoff`]. The cache is tied to the hl binary that wrote it, since the loaders
 //! are code.
 //!
-//! MessagePack (a third smaller and faster to read than JSON). Each unit's observations and
-//! nodes are blobs of their own: they are decoded in parallel, the nodes while the paths are
-//! statted, and a unit that did not change is written back as the bytes it was read as.
+//! MessagePack (a third smaller and faster to read than JSON). Each unit's observations,
+//! cutoffs and nodes are parts of their own at offsets after a header ([`Header`]): the plan
+//! memo's check reads the observations alone, a cutoff is looked up entry by entry, discovery
+//! decodes the parts in parallel (the nodes while the paths are statted), and a unit that did
+//! not change is written back as the bytes it was read as.
 
 use std::collections::BTreeMap;
 use std::path::Path;
