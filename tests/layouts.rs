@@ -29,6 +29,33 @@ fn plan(root: &Path, cache: &Path) -> (i32, Value, String) {
     )
 }
 
+/// `hl plan --json --stats`: the plan without its stats, and the nodes a patch of the last
+/// plan evaluated again (`None`: not patched).
+fn plan_stats(root: &Path, cache: &Path) -> (Value, Option<u64>) {
+    let out = Command::cargo_bin("hl")
+        .unwrap()
+        .args(["-C", root.to_str().unwrap(), "plan", "--json", "--stats"])
+        .env("HL_CACHE_DIR", cache)
+        .env_remove("HL_ENV")
+        .output()
+        .unwrap();
+    let mut json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = json.as_object_mut().unwrap().remove("stats").unwrap();
+    (json, stats["plan_patched"].as_u64())
+}
+
+/// A plan after an edit of `rel` is patched from the last one, and is the plan made whole.
+fn patched_is_whole(root: &Path, cache: &Path, rel: &str, edit: impl FnOnce(&str) -> String) {
+    let text = fs::read_to_string(root.join(rel)).unwrap();
+    write(root, rel, &edit(&text));
+    let (patched, n) = plan_stats(root, cache);
+    assert!(n.is_some(), "{rel}: not patched");
+    fs::remove_file(root.join(".hl/planmemo")).unwrap();
+    let (whole, n) = plan_stats(root, cache);
+    assert_eq!(n, None);
+    assert_eq!(patched, whole, "{rel}");
+}
+
 fn changes(plan: &Value) -> Vec<String> {
     plan["steps"]
         .as_array()
@@ -106,6 +133,13 @@ fn compose_per_host_repo_plans_its_stacks() {
     let (code, json, _) = plan(r, cache.path());
     assert_eq!(code, 2);
     assert_eq!(changes(&json), vec!["update compose:immich@nas"]);
+
+    // Edited back: the plan is patched from the last one, and is the one made whole.
+    patched_is_whole(r, cache.path(), "nas/immich/hwaccel.yml", |_| {
+        "driver: vaapi\n".into()
+    });
+    let (json, _) = plan_stats(r, cache.path());
+    assert!(changes(&json).is_empty(), "{json}");
 }
 
 /// A Flux+Talos "home-ops" repo: the Flux tree at `kubernetes/`, namespaces set by the folder's
@@ -194,4 +228,22 @@ fn home_ops_flux_repo_plans_one_node_per_kustomization() {
         notes.contains("Talos") && notes.contains("compose"),
         "{notes}"
     );
+
+    // Adopted and planned; then a value of a HelmRelease edited: the plan is patched, and is
+    // the one made whole.
+    Command::cargo_bin("hl")
+        .unwrap()
+        .args(["-C", r.to_str().unwrap(), "state", "adopt"])
+        .env("HL_CACHE_DIR", cache.path())
+        .assert()
+        .success();
+    plan(r, cache.path());
+    patched_is_whole(
+        r,
+        cache.path(),
+        "kubernetes/apps/media/jellyfin/app/helmrelease.yaml",
+        |t| t.replace("jellyfin.${SECRET_DOMAIN}", "tv.${SECRET_DOMAIN}"),
+    );
+    let (json, _) = plan_stats(r, cache.path());
+    assert_eq!(changes(&json), vec!["update k8s:media/jellyfin"]);
 }
