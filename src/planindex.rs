@@ -2,12 +2,13 @@
 //! [`crate::planpatch`]), laid out so that a patch reads only what the moved files reach:
 //!
 //! - `.hl/plannodes`: each node of the graph by its place in the plan (a topological order):
-//!   the node as the loaders found it, where its record lies in the state file, its edges both
-//!   ways; and which nodes read each input file. Each is read alone. It changes only with the
-//!   nodes, so it is written again only when the load cache or the state it came from is
-//!   another ([`nodes_key`]).
-//! - `.hl/planevals`: each node's evaluation (input, output, built) by place, fixed-width,
-//!   read and written whole with every patch (half a megabyte for 8,000 nodes).
+//!   the node as the loaders found it and its edges both ways; and which nodes read each input
+//!   file. Each is read alone. It changes only with the graph, so it is written again only
+//!   when the load cache or the nodes recorded but gone from the repo are others
+//!   ([`nodes_key`]); an apply that changes records alone leaves it as it is.
+//! - `.hl/planevals`: each node's evaluation (input, output, built) and where its record lies
+//!   in `state.json`, by place, fixed-width, read and written whole with every patch (under a
+//!   megabyte for 8,000 nodes).
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -16,11 +17,11 @@ use std::path::{Path, PathBuf};
 use hl_engine::{Address, EdgeKind, Evaluation, Graph, Node, Plan};
 use serde::{Deserialize, Serialize};
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A node's record in the state file: its input digest and where it lies
 /// ([`hl_engine::state::record_spans`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordAt {
     /// The recorded input digest.
     pub input: [u8; 32],
@@ -58,7 +59,6 @@ pub type Link = (u32, Kind, String);
 #[derive(Serialize)]
 struct PlaceRef<'a> {
     node: &'a Node,
-    record: Option<RecordAt>,
     deps: Vec<Link>,
     dependents: Vec<Link>,
 }
@@ -68,8 +68,6 @@ struct PlaceRef<'a> {
 pub struct Place {
     /// The node.
     pub node: Node,
-    /// Its record in the state, if any.
-    pub record: Option<RecordAt>,
     /// Its dependencies.
     pub deps: Vec<Link>,
     /// Its dependents.
@@ -93,12 +91,19 @@ fn evals_path(hl_dir: &Path) -> PathBuf {
 }
 
 /// What the nodes file of a graph is keyed on: the binary, the load cache's generation and
-/// the state's files (the graph is a function of the loaders' nodes and the recorded state).
-pub fn nodes_key(build: &str, loadcache: u64, state: &[Option<hl_engine::StatKey>]) -> [u8; 32] {
+/// the nodes recorded but gone from the repo with the runway checks their deletions need (the
+/// graph is a function of the loaders' nodes and of those checks).
+pub fn nodes_key(
+    build: &str,
+    loadcache: u64,
+    gone: &std::collections::BTreeMap<Address, Vec<Address>>,
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(build.as_bytes());
     h.update(&loadcache.to_le_bytes());
-    h.update(format!("{state:?}").as_bytes());
+    for (a, checks) in gone {
+        h.update(format!("{a} {checks:?}\n").as_bytes());
+    }
     *h.finalize().as_bytes()
 }
 
@@ -145,7 +150,7 @@ impl Nodes {
         ))
     }
 
-    /// The node at place `i`, with its record and edges.
+    /// The node at place `i`, with its edges.
     pub fn place(&self, i: u32) -> Option<Place> {
         if i >= self.count {
             return None;
@@ -182,7 +187,55 @@ impl Nodes {
     }
 }
 
-/// Each node's evaluation by place: input, output, built.
+/// One node's evaluation, and where its record lies in the state file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eval {
+    /// The input digest.
+    pub input: [u8; 32],
+    /// The output digest.
+    pub output: [u8; 32],
+    /// Whether the output is built.
+    pub built: bool,
+    /// Its record, if any.
+    pub record: Option<RecordAt>,
+}
+
+/// Bytes of one [`Eval`]: input, output, built, then whether recorded, the recorded input, the
+/// record's offset and length.
+const EVAL: usize = 32 + 32 + 1 + 1 + 32 + 8 + 4;
+
+impl Eval {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.input);
+        out.extend_from_slice(&self.output);
+        out.push(u8::from(self.built));
+        let none = RecordAt {
+            input: [0; 32],
+            at: 0,
+            len: 0,
+        };
+        let r = self.record.as_ref().unwrap_or(&none);
+        out.push(u8::from(self.record.is_some()));
+        out.extend_from_slice(&r.input);
+        out.extend_from_slice(&r.at.to_le_bytes());
+        out.extend_from_slice(&r.len.to_le_bytes());
+    }
+
+    fn read(b: &[u8]) -> Option<Eval> {
+        Some(Eval {
+            input: b[..32].try_into().ok()?,
+            output: b[32..64].try_into().ok()?,
+            built: b[64] == 1,
+            record: (b[65] == 1).then_some(RecordAt {
+                input: b[66..98].try_into().ok()?,
+                at: u64::from_le_bytes(b[98..106].try_into().ok()?),
+                len: u32::from_le_bytes(b[106..110].try_into().ok()?),
+            }),
+        })
+    }
+}
+
+/// Each node's evaluation and record by place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evals {
     /// Ties them to a memo.
@@ -190,7 +243,7 @@ pub struct Evals {
     /// The nodes file they go with.
     pub key: [u8; 32],
     /// One per place.
-    pub evals: Vec<([u8; 32], [u8; 32], bool)>,
+    pub evals: Vec<Eval>,
 }
 
 impl Evals {
@@ -198,23 +251,16 @@ impl Evals {
     pub fn read(hl_dir: &Path) -> Option<Evals> {
         let bytes = std::fs::read(evals_path(hl_dir)).ok()?;
         let (head, rest) = bytes.split_at_checked(48)?;
-        if head[..4] != FORMAT.to_le_bytes() || rest.len() % 65 != 0 {
+        if head[..4] != FORMAT.to_le_bytes() || rest.len() % EVAL != 0 {
             return None;
         }
-        let evals = rest
-            .chunks_exact(65)
-            .map(|c| {
-                Some((
-                    c[..32].try_into().ok()?,
-                    c[32..64].try_into().ok()?,
-                    c[64] == 1,
-                ))
-            })
-            .collect::<Option<_>>()?;
         Some(Evals {
             id: u64::from_le_bytes(head[4..12].try_into().ok()?),
             key: head[12..44].try_into().ok()?,
-            evals,
+            evals: rest
+                .chunks_exact(EVAL)
+                .map(Eval::read)
+                .collect::<Option<_>>()?,
         })
     }
 
@@ -222,15 +268,13 @@ impl Evals {
     /// (only work lost).
     pub fn write(&mut self, hl_dir: &Path) -> Option<u64> {
         self.id = hl_engine::journal::generation();
-        let mut bytes = Vec::with_capacity(48 + 65 * self.evals.len());
+        let mut bytes = Vec::with_capacity(48 + EVAL * self.evals.len());
         bytes.extend_from_slice(&FORMAT.to_le_bytes());
         bytes.extend_from_slice(&self.id.to_le_bytes());
         bytes.extend_from_slice(&self.key);
         bytes.extend_from_slice(&u32::try_from(self.evals.len()).ok()?.to_le_bytes());
-        for (input, output, built) in &self.evals {
-            bytes.extend_from_slice(input);
-            bytes.extend_from_slice(output);
-            bytes.push(u8::from(*built));
+        for e in &self.evals {
+            e.write(&mut bytes);
         }
         hl_cache::write_cached(&evals_path(hl_dir), &bytes).ok()?;
         Some(self.id)
@@ -268,16 +312,33 @@ pub fn keep(
     if order.len() != graph.len() {
         return None;
     }
-    if Nodes::open(hl_dir).is_none_or(|n| n.key != key || n.len() != order.len()) {
-        write_nodes(hl_dir, key, graph, &order, &place, state, spans?)?;
-    }
+    let spans = spans?;
     let evals = order
         .iter()
         .map(|n| {
             let ev = eval.get(&n.address)?;
-            Some((*ev.input.bytes(), *ev.output.bytes(), ev.built))
+            let record = match state.get(&n.address) {
+                None => None,
+                Some(r) => {
+                    let span = spans.get(&n.address.to_string())?;
+                    Some(RecordAt {
+                        input: *r.input.bytes(),
+                        at: span.start as u64,
+                        len: u32::try_from(span.len()).ok()?,
+                    })
+                }
+            };
+            Some(Eval {
+                input: *ev.input.bytes(),
+                output: *ev.output.bytes(),
+                built: ev.built,
+                record,
+            })
         })
         .collect::<Option<_>>()?;
+    if Nodes::open(hl_dir).is_none_or(|n| n.key != key || n.len() != order.len()) {
+        write_nodes(hl_dir, key, graph, &order, &place)?;
+    }
     Evals { id: 0, key, evals }.write(hl_dir)
 }
 
@@ -287,8 +348,6 @@ fn write_nodes(
     graph: &Graph,
     order: &[&Node],
     place: &rustc_hash::FxHashMap<&Address, u32>,
-    state: &hl_engine::State,
-    spans: &hl_engine::state::Spans,
 ) -> Option<()> {
     use rayon::prelude::*;
     use std::io::Write;
@@ -301,20 +360,8 @@ fn write_nodes(
     let encoded: Vec<Vec<u8>> = order
         .par_iter()
         .map(|node| {
-            let record = match state.get(&node.address) {
-                None => None,
-                Some(r) => {
-                    let span = spans.get(&node.address.to_string())?;
-                    Some(RecordAt {
-                        input: *r.input.bytes(),
-                        at: span.start as u64,
-                        len: u32::try_from(span.len()).ok()?,
-                    })
-                }
-            };
             let place = PlaceRef {
                 node,
-                record,
                 deps: links(graph.deps(&node.address))?,
                 dependents: links(graph.dependents(&node.address))?,
             };

@@ -277,7 +277,7 @@ pub fn keep(session: &Session, saved: Saved) {
     let key = crate::planindex::nodes_key(
         &crate::loadcache::build_id(),
         loadcache,
-        &session.state_seen,
+        &session.lab.removed_needs,
     );
     let index = crate::planindex::keep(
         &hl_dir(&session.root),

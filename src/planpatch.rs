@@ -20,7 +20,7 @@ use hl_engine::{
     RepoPath, StatCache, StatUpdate, Step,
 };
 
-use crate::planindex::{Evals, Kind, Nodes, Place, RecordAt};
+use crate::planindex::{Eval, Evals, Kind, Nodes, Place, RecordAt};
 
 /// A patched plan and what to save with it.
 pub struct Patch {
@@ -107,27 +107,30 @@ pub fn patch(
             .iter()
             .filter(|(_, k, _)| *k == Kind::Input)
             .map(|(d, _, a)| {
-                let output = evals.evals.get(*d as usize)?.1;
+                let output = evals.evals.get(*d as usize)?.output;
                 Some((a.parse().ok()?, Digest::from_bytes(output)))
             })
             .collect::<Option<BTreeMap<Address, Digest<Output>>>>()?;
-        let rec = match &place.record {
+        let rec = match &evals.evals[at].record {
             Some(r) => Some(record(r)?),
             None => None,
         };
         let ev = evaluate_one(rule, node, files, caches, rec.as_ref(), inputs).ok()?;
-        let old = std::mem::replace(
-            &mut evals.evals[at],
-            (*ev.input.bytes(), *ev.output.bytes(), ev.built),
-        );
+        let now = Eval {
+            input: *ev.input.bytes(),
+            output: *ev.output.bytes(),
+            built: ev.built,
+            record: evals.evals[at].record.clone(),
+        };
+        let old = std::mem::replace(&mut evals.evals[at], now);
         if !rule.cheap() {
             let recorded = rec.as_ref().is_some_and(|r| r.input == ev.input);
             builds.push((
-                Digest::from_bytes(old.0),
+                Digest::from_bytes(old.input),
                 (!recorded).then_some((ev.input, ev.built)),
             ));
         }
-        if old.1 != *ev.output.bytes() {
+        if old.output != *ev.output.bytes() {
             dirty.extend(
                 place
                     .dependents
@@ -180,11 +183,11 @@ pub fn patch(
             Some(k) => k,
             None => {
                 let place = nodes.place(c)?;
-                let (input, output, built) = evals.evals[c as usize];
+                let e = &evals.evals[c as usize];
                 let ev = Evaluated {
-                    input: Digest::from_bytes(input),
-                    output: Digest::from_bytes(output),
-                    built,
+                    input: Digest::from_bytes(e.input),
+                    output: Digest::from_bytes(e.output),
+                    built: e.built,
                     files: BTreeMap::new(),
                     inputs: BTreeMap::new(),
                 };

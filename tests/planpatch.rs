@@ -199,3 +199,28 @@ fn a_pending_delete_survives_a_patch() {
         "{plan}"
     );
 }
+
+/// A new state between two edits (`hl state adopt` records what was pending): the next edit
+/// is patched against the new records, wherever they now lie in the state file.
+#[test]
+fn an_edit_after_a_new_state_is_patched_against_it() {
+    let lab = kept();
+    let conf = "services/mosquitto/mosquitto.conf";
+    let before = lab.read(conf);
+    lab.edit(conf, |t| format!("{t}max_connections 200\n"));
+    let (code, _, _, _) = patched(&lab);
+    assert_eq!(code, 2);
+    lab.adopt();
+    let (code, adopted, patched_, _) = plan(&lab);
+    assert_eq!((code, patched_), (0, None), "a new state: made whole");
+    assert!(changes(&adopted).is_empty());
+
+    lab.write(conf, &before);
+    let (code, undone, n, _) = patched(&lab);
+    assert_eq!((code, n), (2, 1));
+    assert_eq!(
+        changes(&undone),
+        expect([("compose:mosquitto@CHELSTY-INFRA", "update")]),
+        "the recorded config is the edited one now"
+    );
+}
