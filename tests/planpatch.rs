@@ -224,3 +224,74 @@ fn an_edit_after_a_new_state_is_patched_against_it() {
         "the recorded config is the edited one now"
     );
 }
+
+/// Rounds of random edits (seeded, so a failure repeats): one to three files a round among
+/// the services', the Talos patches, the Flux apps' and an image's, each given a comment,
+/// written back as it was, or rewritten with the same bytes. After each round the plan, patched
+/// or not (an edit a loader takes in makes it whole), is the plan made whole; most rounds are
+/// patched.
+#[test]
+fn random_edits_patch_to_the_whole_plan() {
+    let lab = kept();
+    let mut files: Vec<String> = Vec::new();
+    for dir in [
+        "services",
+        "cluster/talos/patches",
+        "cluster/kubernetes/apps",
+        "inventory/images/debian-12",
+    ] {
+        let mut found = Vec::new();
+        walk(&lab.path(dir), &mut found);
+        files.extend(
+            found
+                .iter()
+                .filter_map(|p| p.strip_prefix(lab.root()).ok()?.to_str().map(String::from))
+                .filter(|p| !p.contains(".sops.") && !p.ends_with(".md") && !p.ends_with(".py")),
+        );
+    }
+    files.sort();
+    let originals: Vec<String> = files.iter().map(|f| lab.read(f)).collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let (rounds, mut patched_rounds) = (60, 0);
+    for round in 0..rounds {
+        let mut edited = Vec::new();
+        for _ in 0..1 + next(3) {
+            let i = next(files.len());
+            let text = match next(3) {
+                0 => format!("{}# round {round}\n", lab.read(&files[i])),
+                1 => originals[i].clone(),
+                _ => lab.read(&files[i]),
+            };
+            lab.write(&files[i], &text);
+            edited.push(files[i].as_str());
+        }
+        let (code, plan_, n, _) = plan(&lab);
+        patched_rounds += usize::from(n.is_some());
+        assert_eq!(
+            whole(&lab),
+            (code, plan_),
+            "round {round}, after editing {edited:?} (patched: {n:?})"
+        );
+    }
+    assert!(
+        patched_rounds * 2 > rounds,
+        "only {patched_rounds} of {rounds} rounds patched"
+    );
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
