@@ -67,6 +67,12 @@ pub fn patch(
         let kind = address.split(':').next()?;
         Some(registry.rule(kind).ok()?.stateful())
     };
+    // A patch works node by node on one thread; past this many, the whole plan's parallel
+    // waves are faster (a branch switched under the repo, say).
+    let limit = (nodes.len() / 8).max(16);
+    if moved.len() > limit {
+        return None;
+    }
     let mut update = files.hash_some(moved, stat).ok()?;
     let mut dirty = BTreeSet::new();
     for p in moved {
@@ -95,6 +101,9 @@ pub fn patch(
     let mut evaluated = 0;
     while let Some(i) = dirty.pop_first() {
         evaluated += 1;
+        if evaluated > limit {
+            return None;
+        }
         let at = i as usize;
         let place = nodes.place(i)?;
         let node = &place.node;

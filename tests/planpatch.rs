@@ -295,3 +295,30 @@ fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// Most input files moved at once (a branch switched under the repo): the plan is made whole,
+/// in parallel, rather than patched node by node; it plans every change.
+#[test]
+fn many_files_moved_at_once_make_the_plan_whole() {
+    let lab = kept();
+    let mut found = Vec::new();
+    walk(&lab.path("services"), &mut found);
+    walk(&lab.path("cluster/kubernetes/apps"), &mut found);
+    let edited: Vec<std::path::PathBuf> = found
+        .into_iter()
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".sh") || name.ends_with(".example") || name.contains("/app/")
+        })
+        .filter(|p| !p.to_string_lossy().contains(".sops."))
+        .collect();
+    assert!(edited.len() > 30, "{} files", edited.len());
+    for p in &edited {
+        let text = std::fs::read_to_string(p).expect("text");
+        std::fs::write(p, format!("{text}# moved\n")).expect("write");
+    }
+    let (code, plan_, n, _) = plan(&lab);
+    assert_eq!((code, n), (2, None), "made whole");
+    assert_eq!(whole(&lab), (code, plan_.clone()));
+    assert!(changes(&plan_).len() > 10, "{plan_}");
+}
