@@ -29,6 +29,16 @@ fn plan(root: &Path, cache: &Path) -> (i32, Value, String) {
     )
 }
 
+/// `hl state adopt`, which must succeed.
+fn adopt(root: &Path, cache: &Path) {
+    Command::cargo_bin("hl")
+        .unwrap()
+        .args(["-C", root.to_str().unwrap(), "state", "adopt"])
+        .env("HL_CACHE_DIR", cache)
+        .assert()
+        .success();
+}
+
 /// `hl plan --json --stats`: the plan without its stats, and the nodes a patch of the last
 /// plan evaluated again (`None`: not patched).
 fn plan_stats(root: &Path, cache: &Path) -> (Value, Option<u64>) {
@@ -123,12 +133,7 @@ fn compose_per_host_repo_plans_its_stacks() {
     }
 
     // The bind-mounted file is an input: editing it updates that stack only.
-    Command::cargo_bin("hl")
-        .unwrap()
-        .args(["-C", r.to_str().unwrap(), "state", "adopt"])
-        .env("HL_CACHE_DIR", cache.path())
-        .assert()
-        .success();
+    adopt(r, cache.path());
     write(r, "nas/immich/hwaccel.yml", "driver: nvenc\n");
     let (code, json, _) = plan(r, cache.path());
     assert_eq!(code, 2);
@@ -231,12 +236,7 @@ fn home_ops_flux_repo_plans_one_node_per_kustomization() {
 
     // Adopted and planned; then a value of a HelmRelease edited: the plan is patched, and is
     // the one made whole.
-    Command::cargo_bin("hl")
-        .unwrap()
-        .args(["-C", r.to_str().unwrap(), "state", "adopt"])
-        .env("HL_CACHE_DIR", cache.path())
-        .assert()
-        .success();
+    adopt(r, cache.path());
     plan(r, cache.path());
     patched_is_whole(
         r,

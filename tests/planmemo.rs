@@ -17,17 +17,10 @@ const MOSQUITTO: &str = "compose:mosquitto@CHELSTY-INFRA";
 fn plan(lab: &Lab, env: &[(&str, &str)]) -> (i32, Value, bool) {
     let mut all = vec![("HL_LOG", "hl=info")];
     all.extend_from_slice(env);
-    let run = lab.hl_env(&["plan", "--json", "--stats"], &all);
-    assert!(run.code == 0 || run.code == 2, "{}", run.stderr);
-    let mut v = run.json();
-    let stats = v
-        .as_object_mut()
-        .expect("a plan")
-        .remove("stats")
-        .expect("stats");
+    let (code, v, stats, stderr) = lab.plan_stats(&all);
     let recalled = stats["plan_recalled"].as_bool().expect("plan_recalled");
-    assert_eq!(recalled, run.stderr.contains(RECALLED), "{stats}");
-    (run.code, v, recalled)
+    assert_eq!(recalled, stderr.contains(RECALLED), "{stats}");
+    (code, v, recalled)
 }
 
 /// Nothing moved since the last plan: the same plan, recalled, whether it has changes or

@@ -11,16 +11,8 @@ use serde_json::Value;
 /// `hl plan --json --stats`: the exit code, the plan without its stats, and the nodes the
 /// patch evaluated again (`None`: recalled or made whole).
 fn plan(lab: &Lab) -> (i32, Value, Option<u64>, Value) {
-    let run = lab.hl(&["plan", "--json", "--stats"]);
-    assert!(run.code == 0 || run.code == 2, "{}", run.stderr);
-    let mut v = run.json();
-    let stats = v
-        .as_object_mut()
-        .expect("a plan")
-        .remove("stats")
-        .expect("stats");
-    let patched = stats["plan_patched"].as_u64();
-    (run.code, v, patched, stats)
+    let (code, v, stats, _) = lab.plan_stats(&[]);
+    (code, v, stats["plan_patched"].as_u64(), stats)
 }
 
 /// The plan made whole (the memo removed first), without its stats.

@@ -217,12 +217,7 @@ fn evaluate_node(
     node: &Node,
 ) -> Result<Evaluated, Error> {
     let rule = registry.rule(node.address.kind())?;
-    let inputs: BTreeMap<Address, Digest<Output>> = graph
-        .deps(&node.address)
-        .into_iter()
-        .filter(|(_, kind)| *kind == EdgeKind::Input)
-        .map(|(a, _)| (a.clone(), done[a].output))
-        .collect();
+    let inputs = input_outputs(graph, done, node);
     evaluate_one(rule, node, files, caches, state.get(&node.address), inputs)
 }
 
@@ -238,16 +233,7 @@ pub fn evaluate_one(
     rec: Option<&Record>,
     inputs: BTreeMap<Address, Digest<Output>>,
 ) -> Result<Evaluated, Error> {
-    let file_digests: BTreeMap<RepoPath, Digest<Content>> = node
-        .files
-        .iter()
-        .map(|p| {
-            files
-                .digest(p)
-                .map(|d| (p.clone(), d))
-                .ok_or_else(|| Error::Internal(format!("{p} was not hashed")))
-        })
-        .collect::<Result<_, _>>()?;
+    let file_digests = file_digests(files, node)?;
     let input = input_digest(rule, node, &file_digests, &inputs);
     // The state already knows the output of this very input: no need to ask the cache (one
     // file read per node adds up on a large homelab's no-op plan).
@@ -278,6 +264,36 @@ pub fn evaluate_one(
     })
 }
 
+/// The output of each input edge of a node, from its evaluated dependencies.
+fn input_outputs(
+    graph: &Graph,
+    done: &Evaluation,
+    node: &Node,
+) -> BTreeMap<Address, Digest<Output>> {
+    graph
+        .deps(&node.address)
+        .into_iter()
+        .filter(|(_, kind)| *kind == EdgeKind::Input)
+        .map(|(a, _)| (a.clone(), done[a].output))
+        .collect()
+}
+
+/// The digest of each input file of a node, hashed already ([`FileSet::hash_all`]).
+fn file_digests(
+    files: &FileSet,
+    node: &Node,
+) -> Result<BTreeMap<RepoPath, Digest<Content>>, Error> {
+    node.files
+        .iter()
+        .map(|p| {
+            files
+                .digest(p)
+                .map(|d| (p.clone(), d))
+                .ok_or_else(|| Error::Internal(format!("{p} was not hashed")))
+        })
+        .collect()
+}
+
 /// What goes into a node: its files' digests, its input edges' outputs, and the input digest.
 pub(crate) type Prepared = (
     Digest<Input>,
@@ -293,22 +309,8 @@ pub(crate) fn prepare(
     done: &Evaluation,
     node: &Node,
 ) -> Result<Prepared, Error> {
-    let file_digests: BTreeMap<RepoPath, Digest<Content>> = node
-        .files
-        .iter()
-        .map(|p| {
-            files
-                .digest(p)
-                .map(|d| (p.clone(), d))
-                .ok_or_else(|| Error::Internal(format!("{p} was not hashed")))
-        })
-        .collect::<Result<_, _>>()?;
-    let inputs: BTreeMap<Address, Digest<Output>> = graph
-        .deps(&node.address)
-        .into_iter()
-        .filter(|(_, kind)| *kind == EdgeKind::Input)
-        .map(|(a, _)| (a.clone(), done[a].output))
-        .collect();
+    let file_digests = file_digests(files, node)?;
+    let inputs = input_outputs(graph, done, node);
     let input = input_digest(rule, node, &file_digests, &inputs);
     Ok((input, file_digests, inputs))
 }

@@ -165,6 +165,20 @@ impl Lab {
         (run.code, run.json())
     }
 
+    /// `hl plan --json --stats` with extra environment variables, which must plan (exit 0 or
+    /// 2): the exit code, the plan without its stats, the stats, and standard error.
+    pub fn plan_stats(&self, env: &[(&str, &str)]) -> (i32, Value, Value, String) {
+        let run = self.hl_env(&["plan", "--json", "--stats"], env);
+        assert!(run.code == 0 || run.code == 2, "{}", run.stderr);
+        let mut v = run.json();
+        let stats = v
+            .as_object_mut()
+            .expect("a plan")
+            .remove("stats")
+            .expect("stats");
+        (run.code, v, stats, run.stderr)
+    }
+
     /// `hl state adopt`, which must succeed.
     pub fn adopt(&self) {
         let run = self.hl(&["state", "adopt"]);

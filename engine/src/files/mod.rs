@@ -646,16 +646,8 @@ impl FileSet {
                 if let Some(oid) = self.identities.get(p) {
                     return Ok((p.clone(), None, git_identity(oid), true));
                 }
-                let key = match memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key) {
-                    Some(k) => Some(k),
-                    None => {
-                        let key = self.source.stat_key(p)?;
-                        if key.is_some() {
-                            Stats::bump(&self.stats.files_statted);
-                        }
-                        key
-                    }
-                };
+                let known = memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key);
+                let key = self.stat_unless_known(p, known)?;
                 if let Some(d) = key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     return Ok((p.clone(), key, d, true));
                 }
@@ -686,27 +678,6 @@ impl FileSet {
                 .collect();
         }
         Ok(update)
-    }
-
-    /// Whether every file the stat cache knows is as it recorded, entries trusted: then
-    /// hashing those files would change nothing (stats made this run are reused).
-    pub fn all_hit(&self, cache: &StatCache) -> bool {
-        let memo = self.statted.lock().expect("no panics hold this lock");
-        let paths: Vec<(&RepoPath, Option<StatKey>)> = cache
-            .paths()
-            .map(|p| (p, memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key)))
-            .collect();
-        drop(memo);
-        paths.par_iter().all(|(p, known)| {
-            let key = match known {
-                Some(k) => Some(*k),
-                None => {
-                    Stats::bump(&self.stats.files_statted);
-                    self.source.stat_key(p).ok().flatten()
-                }
-            };
-            key.is_some_and(|k| cache.lookup(p, &k).is_some())
-        })
     }
 
     /// The stat cache's entries whose file is not as it recorded (or whose entry is not
@@ -753,16 +724,7 @@ impl FileSet {
                     .get(p)
                     .filter(|s| s.kind == 1)
                     .and_then(|s| s.key);
-                let key = match known {
-                    Some(k) => Some(k),
-                    None => {
-                        let key = self.source.stat_key(p)?;
-                        if key.is_some() {
-                            Stats::bump(&self.stats.files_statted);
-                        }
-                        key
-                    }
-                };
+                let key = self.stat_unless_known(p, known)?;
                 match key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     Some(d) => d,
                     None => {
@@ -781,6 +743,22 @@ impl FileSet {
                 .insert(p.clone(), d);
         }
         Ok(update)
+    }
+
+    /// A file's stat key: `known` (statted this run already), or statted now and counted.
+    fn stat_unless_known(
+        &self,
+        p: &RepoPath,
+        known: Option<StatKey>,
+    ) -> Result<Option<StatKey>, Error> {
+        if known.is_some() {
+            return Ok(known);
+        }
+        let key = self.source.stat_key(p)?;
+        if key.is_some() {
+            Stats::bump(&self.stats.files_statted);
+        }
+        Ok(key)
     }
 
     /// The content digest of a path hashed by [`FileSet::hash_all`].
