@@ -8,8 +8,9 @@
 //! action cache knows their output. The memo holds the plan with each of those identified:
 //! the load cache's generation (every unit of it must still hold), the stat cache's identity
 //! (every entry must still match its file), the state files' metadata, the binary, and the
-//! action-cache answer for each such node. Any of them moved, and the plan is made again.
-//! Only the steps renderers show are kept.
+//! action-cache answer for each such node. When only input files moved, the memo's plan is
+//! patched for them ([`crate::planpatch`]); anything else moved, and the plan is made again.
+//! Only the steps renderers show are kept, each with its node's place in the whole plan.
 
 use std::path::Path;
 use std::sync::Arc;
