@@ -314,3 +314,21 @@ fn many_files_moved_at_once_make_the_plan_whole() {
     assert_eq!(whole(&lab), (code, plan_.clone()));
     assert!(changes(&plan_).len() > 10, "{plan_}");
 }
+
+/// A state journal left by an apply that did not finish: the state file alone is not the
+/// state, so no plan is patched against it (each is made whole, and right) until a new state
+/// folds the journal in.
+#[test]
+fn a_state_journal_makes_plans_whole() {
+    let lab = kept();
+    let journal = lab.path(".hl/state.journal");
+    std::fs::write(&journal, "{\"address\":\"compose:gone@NOWHERE\",\"rec").expect("a torn line");
+    let (code, _, n, _) = plan(&lab);
+    assert_eq!((code, n), (0, None));
+    lab.edit("services/mosquitto/mosquitto.conf", |t| {
+        format!("{t}max_connections 200\n")
+    });
+    let (code, edited, n, _) = plan(&lab);
+    assert_eq!((code, n), (2, None), "not patched");
+    assert_eq!(whole(&lab), (code, edited));
+}
