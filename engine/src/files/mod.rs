@@ -213,6 +213,11 @@ pub struct FileSet {
     statted: Mutex<FxHashMap<RepoPath, Seen>>,
     /// Facts derived from single files, from earlier runs and this one.
     facts: Mutex<facts::Memory>,
+    /// The content digest of each file read from the work tree this run, made while its bytes
+    /// were at hand, with its stat key from before the read: hashing a file the loaders read
+    /// (most of them, on a first plan) then does not read it again, as long as its stat key is
+    /// still that one.
+    loaded: Mutex<FxHashMap<RepoPath, (StatKey, Digest<Content>)>>,
     /// Whether the watch is for the load cache (facts and walks remembered), not only for
     /// [`FileSet::dependencies`].
     remembering: std::sync::atomic::AtomicBool,
@@ -232,6 +237,7 @@ impl FileSet {
             source,
             counted: Mutex::default(),
             digests: Default::default(),
+            loaded: Mutex::default(),
             identities: HashMap::new(),
             watched: Mutex::new(None),
             statted: Mutex::default(),
@@ -583,7 +589,7 @@ impl FileSet {
     /// action recorded for content it did not have. Counted as read once per path.
     pub fn read(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
         self.note(p);
-        let data = self.load(p)?;
+        let (data, digest) = self.load_digested(p)?;
         let hashed = self
             .digests
             .read()
@@ -591,7 +597,7 @@ impl FileSet {
             .get(p)
             .copied();
         if let Some(d) = hashed.filter(|_| !self.identities.contains_key(p)) {
-            if Digest::<Content>::of(&data) != d {
+            if digest.unwrap_or_else(|| Digest::of(&data)) != d {
                 return Err(Error::repo(
                     format!("{p} changed while hl was reading the repo"),
                     None,
@@ -609,10 +615,34 @@ impl FileSet {
     /// [`FileSet::read`] without recording a dependency or checking against the digest (for
     /// derivations, which record their own, and hashing, which makes the digest).
     fn load(&self, p: &RepoPath) -> Result<Arc<Vec<u8>>, Error> {
+        Ok(self.load_digested(p)?.0)
+    }
+
+    /// [`FileSet::load`], with the digest of the bytes when they come from the work tree.
+    fn load_digested(
+        &self,
+        p: &RepoPath,
+    ) -> Result<(Arc<Vec<u8>>, Option<Digest<Content>>), Error> {
         if self.source.kind(p) == Some(Kind::Symlink) {
             self.source.check_inside(p)?;
         }
+        // Statted before the read, or not at all: a digest is never paired with a stat key
+        // newer than the bytes it was made of.
+        let before = self
+            .statted
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+            .filter(|s| s.kind == 1)
+            .and_then(|s| s.key);
         let (data, blob) = self.source.read(p)?;
+        let digest = (!blob).then(|| Digest::of(&data));
+        if let (Some(key), Some(d)) = (before, digest) {
+            self.loaded
+                .lock()
+                .expect("no panics hold this lock")
+                .insert(p.clone(), (key, d));
+        }
         if self
             .counted
             .lock()
@@ -624,7 +654,7 @@ impl FileSet {
                 Stats::bump(&self.stats.blobs_read);
             }
         }
-        Ok(Arc::new(data))
+        Ok((Arc::new(data), digest))
     }
 
     /// The content of `p` as UTF-8 text.
@@ -651,9 +681,12 @@ impl FileSet {
                 if let Some(d) = key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     return Ok((p.clone(), key, d, true));
                 }
-                let bytes = self.load(p)?;
+                let d = match key.and_then(|k| self.loaded_digest(p, &k)) {
+                    Some(d) => d,
+                    None => Digest::of(&self.load(p)?),
+                };
                 Stats::bump(&self.stats.files_hashed);
-                Ok((p.clone(), key, Digest::of(&bytes), false))
+                Ok((p.clone(), key, d, false))
             })
             .collect();
         let results: Vec<Hashed> = results.into_iter().collect::<Result<_, _>>()?;
@@ -728,7 +761,10 @@ impl FileSet {
                 match key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     Some(d) => d,
                     None => {
-                        let d = Digest::of(&self.load(p)?);
+                        let d = match key.and_then(|k| self.loaded_digest(p, &k)) {
+                            Some(d) => d,
+                            None => Digest::of(&self.load(p)?),
+                        };
                         Stats::bump(&self.stats.files_hashed);
                         if let Some(key) = key {
                             update.changed.push((p.clone(), key, d));
@@ -743,6 +779,17 @@ impl FileSet {
                 .insert(p.clone(), d);
         }
         Ok(update)
+    }
+
+    /// The digest of what was read of `p` this run, if it was read while its stat key was
+    /// `key`.
+    fn loaded_digest(&self, p: &RepoPath, key: &StatKey) -> Option<Digest<Content>> {
+        self.loaded
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+            .filter(|(k, _)| k == key)
+            .map(|(_, d)| *d)
     }
 
     /// A file's stat key: `known` (statted this run already), or statted now and counted.
@@ -799,5 +846,39 @@ mod tests {
         let err = files.read(&b).unwrap_err().to_string();
         assert!(err.contains("b changed while hl was reading"), "{err}");
         assert_eq!(files.stats.snapshot().files_read, 2);
+    }
+
+    /// A file read by a loader after it was statted is hashed from what was read, without
+    /// reading it again: the plan then sees one content for it, and a later read of other
+    /// bytes is an error. A file read before any stat is read again to be hashed, so a digest
+    /// is never paired with a stat newer than its bytes.
+    #[test]
+    fn a_file_read_by_a_loader_is_hashed_as_it_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("a", "one"), ("b", "two"), ("c", "three")] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let [a, b, c] = ["a", "b", "c"].map(|n| RepoPath::new(n).unwrap());
+        let files = FileSet::new(dir.path()).unwrap();
+        for p in [&a, &b] {
+            files.seen_now(p).expect("statted");
+            files.read(p).unwrap();
+        }
+        files.read(&c).unwrap();
+        std::fs::write(dir.path().join("b"), "deux").unwrap();
+        std::fs::write(dir.path().join("c"), "trois").unwrap();
+        let update = files
+            .hash_all(&[a.clone(), b.clone(), c.clone()], &StatCache::default())
+            .unwrap();
+        assert_eq!(files.digest(&a), Some(Digest::of(b"one")));
+        assert_eq!(
+            files.digest(&b),
+            Some(Digest::of(b"two")),
+            "as the loader read it"
+        );
+        assert_eq!(files.digest(&c), Some(Digest::of(b"trois")), "read again");
+        assert_eq!(update.changed.len(), 3);
+        let err = files.read(&b).unwrap_err().to_string();
+        assert!(err.contains("b changed while hl was reading"), "{err}");
     }
 }
