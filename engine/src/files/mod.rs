@@ -619,10 +619,7 @@ impl FileSet {
     }
 
     /// [`FileSet::load`], with the digest of the bytes when they come from the work tree.
-    fn load_digested(
-        &self,
-        p: &RepoPath,
-    ) -> Result<(Arc<Vec<u8>>, Option<Digest<Content>>), Error> {
+    fn load_digested(&self, p: &RepoPath) -> Result<Loaded, Error> {
         if self.source.kind(p) == Some(Kind::Symlink) {
             self.source.check_inside(p)?;
         }
@@ -817,6 +814,9 @@ impl FileSet {
             .copied()
     }
 }
+
+/// Bytes read from a source, with their digest when they come from the work tree.
+type Loaded = (Arc<Vec<u8>>, Option<Digest<Content>>);
 
 /// The stand-in content digest of a file known only by its git blob id. Only ever compared
 /// with digests made the same way for the same path in the same run.
