@@ -149,6 +149,10 @@ bench_size() {
   done
 
   hf hl_noop "$warm" "$runs" -- "$HL_BIN" -C "$repo" plan
+  # The edit rows run each plan right after a Python process (`gen.py edit`), which costs the
+  # next process ~10% on this kind of machine (caches and clocks disturbed); their ratio is
+  # taken against a no-op run after the same kind of step.
+  hf hl_noop_prep "$warm" "$runs" --prepare "python3 -c pass" -- "$HL_BIN" -C "$repo" plan
   for kind in service manifest talos; do
     # every run edits the file anew (a new value each time): one changed file, one realize
     hf "hl_$kind" "$warm" "$runs" --prepare "$edit $kind" --ignore-failure -- "$HL_BIN" -C "$repo" plan
