@@ -625,13 +625,7 @@ impl FileSet {
         }
         // Statted before the read, or not at all: a digest is never paired with a stat key
         // newer than the bytes it was made of.
-        let before = self
-            .statted
-            .lock()
-            .expect("no panics hold this lock")
-            .get(p)
-            .filter(|s| s.kind == 1)
-            .and_then(|s| s.key);
+        let before = self.statted_file_key(p);
         let (data, blob) = self.source.read(p)?;
         let digest = (!blob).then(|| Digest::of(&data));
         if let (Some(key), Some(d)) = (before, digest) {
@@ -747,14 +741,7 @@ impl FileSet {
             let d = if let Some(oid) = self.identities.get(p) {
                 git_identity(oid)
             } else {
-                let known = self
-                    .statted
-                    .lock()
-                    .expect("no panics hold this lock")
-                    .get(p)
-                    .filter(|s| s.kind == 1)
-                    .and_then(|s| s.key);
-                let key = self.stat_unless_known(p, known)?;
+                let key = self.stat_unless_known(p, self.statted_file_key(p))?;
                 match key.as_ref().and_then(|k| cache.lookup(p, k)) {
                     Some(d) => d,
                     None => {
@@ -787,6 +774,16 @@ impl FileSet {
             .get(p)
             .filter(|(k, _)| k == key)
             .map(|(_, d)| *d)
+    }
+
+    /// The stat key of `p` when it was statted as a file this run.
+    fn statted_file_key(&self, p: &RepoPath) -> Option<StatKey> {
+        self.statted
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+            .filter(|s| s.kind == 1)
+            .and_then(|s| s.key)
     }
 
     /// A file's stat key: `known` (statted this run already), or statted now and counted.
