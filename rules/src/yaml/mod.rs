@@ -2,6 +2,9 @@
 //! Flux `${VAR}` substitutions (kept as text). Everything becomes a `serde_json::Value` so it
 //! can be hashed canonically, and every syntax error names file:line:col.
 
+mod fast;
+mod scalar;
+
 use hl_engine::{Error, FileSet, Origin, RepoPath};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
@@ -42,8 +45,17 @@ pub fn utf8<'b>(bytes: &'b [u8], path: &RepoPath) -> Result<&'b str, Error> {
         .map_err(|_| Error::repo(format!("{path} is not UTF-8 text"), None, None))
 }
 
-/// [`docs`] over text already read.
+/// [`docs`] over text already read: by the fast path when it takes the text, else by the
+/// full parser (which alone makes errors).
 pub fn docs_of(text: &str, path: &RepoPath) -> Result<Vec<Value>, Error> {
+    match fast::docs(text) {
+        Some(docs) => Ok(docs),
+        None => full_docs(text, path),
+    }
+}
+
+/// [`docs_of`] by the full parser alone.
+fn full_docs(text: &str, path: &RepoPath) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
     for de in serde_yaml_ng::Deserializer::from_str(text) {
         let mut y: Yaml =
