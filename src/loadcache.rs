@@ -558,8 +558,15 @@ pub fn discover(
                 whole = true;
                 files.remember(old_facts(hl_dir, kind, &build));
                 files.watch();
+                crate::memory::churn_ahead();
+                let started = std::time::Instant::now();
                 let (nodes, notes) =
                     hl_rules::discover_kind(files, &topology, &topology_path, kind)?;
+                tracing::info!(
+                    kind,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "loader ran"
+                );
                 let seen = files.observations();
                 trusted &= seen.is_some();
                 if let Some(bytes) = seen

@@ -8,6 +8,7 @@ mod apply;
 mod cmd;
 mod diag;
 mod loadcache;
+mod memory;
 mod planindex;
 mod planmemo;
 mod planpatch;
