@@ -76,8 +76,16 @@ impl FileSet {
             return Ok(value);
         }
         self.record(p, Depth::Derived);
-        let seen = self.seen_now(p);
         let key = (d.tag.to_string(), p.clone());
+        // A stat first only when an earlier run's facts may spare the read; otherwise the
+        // read's own (made on the open file, before its bytes) is the one kept below.
+        let known = self
+            .facts
+            .lock()
+            .expect("no panics hold this lock")
+            .known
+            .contains_key(&key);
+        let seen = if known { self.seen_now(p) } else { None };
         if let Some(seen) = &seen {
             let hit = {
                 let m = self.facts.lock().expect("no panics hold this lock");
@@ -97,6 +105,7 @@ impl FileSet {
             }
         }
         let bytes = self.load(p)?;
+        let seen = seen.or_else(|| self.seen_now(p));
         let value = (d.derive)(&bytes, p).inspect_err(|_| self.note(p))?;
         let Ok(json) = serde_json::to_vec(&value) else {
             // Facts that cannot be written down cannot be compared either.
@@ -231,6 +240,35 @@ mod tests {
 
     fn lines(files: &FileSet, p: &RepoPath) -> usize {
         files.derive(&LINES, p).unwrap()
+    }
+
+    /// A first load reads each file once, and that read (its open file's stat) is the stat
+    /// the observations and hashing use: no stat of the path on top of it.
+    #[test]
+    fn a_first_derivation_stats_nothing_beyond_its_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "1\n2\n").unwrap();
+        crate::time::settle(&dir.path().join("a"));
+        let a = RepoPath::new("a").unwrap();
+        let files = FileSet::new(dir.path()).unwrap();
+        files.watch();
+        assert_eq!(lines(&files, &a), 3);
+        let seen = files.observations().expect("trusted").seen;
+        assert_eq!(seen.len(), 1);
+        let update = files.hash_all(&[a.clone()], &Default::default()).unwrap();
+        let stats = files.stats.snapshot();
+        assert_eq!(
+            (stats.files_read, stats.files_statted, stats.files_hashed),
+            (1, 0, 1)
+        );
+        assert_eq!(update.changed[0].1, seen[0].1.key.expect("a file's key"));
+        // The facts are remembered with that stat: an unchanged file is not read again.
+        let facts = files.take_facts();
+        let next = FileSet::new(dir.path()).unwrap();
+        next.remember(facts);
+        next.watch();
+        assert_eq!(lines(&next, &a), 3);
+        assert_eq!(next.stats.snapshot().files_read, 0);
     }
 
     #[test]

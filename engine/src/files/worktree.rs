@@ -198,6 +198,46 @@ impl Source for Worktree {
             .map_err(|e| Error::io("cannot read", abs, e))
     }
 
+    #[cfg(target_os = "linux")]
+    fn read_plain(&self, p: &RepoPath) -> Result<Option<(Vec<u8>, StatKey)>, Error> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let abs = self.abs(p);
+        // Not following a final symlink: a link is answered by the caller, who checks where it
+        // leads first.
+        let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow)
+            .open(&abs)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(Error::io("cannot read", abs, e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("cannot read", &abs, e))?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        // Read up to one byte past the size the stat gave: `File::read_to_end` would stat the
+        // open file and seek in it again to size its buffer. A file that grew since is read on
+        // to its end.
+        let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+        let read = (&mut file)
+            .take(meta.len() + 1)
+            .read_to_end(&mut bytes)
+            .and_then(|n| match n as u64 > meta.len() {
+                true => file.read_to_end(&mut bytes),
+                false => Ok(n),
+            });
+        read.map_err(|e| Error::io("cannot read", &abs, e))?;
+        Ok(Some((bytes, StatKey::of(&meta))))
+    }
+
     fn seen(&self, p: &RepoPath) -> Option<super::Seen> {
         let abs = self.abs(p);
         let Ok(meta) = std::fs::symlink_metadata(&abs) else {
