@@ -255,7 +255,9 @@ mod tests {
         assert_eq!(lines(&files, &a), 3);
         let seen = files.observations().expect("trusted").seen;
         assert_eq!(seen.len(), 1);
-        let update = files.hash_all(std::slice::from_ref(&a), &Default::default()).unwrap();
+        let update = files
+            .hash_all(std::slice::from_ref(&a), &Default::default())
+            .unwrap();
         let stats = files.stats.snapshot();
         assert_eq!(
             (stats.files_read, stats.files_statted, stats.files_hashed),

@@ -13,6 +13,8 @@
 //! caller parses the text with the full parser, which also locates its errors. The tests in
 //! `fast/tests.rs` compare both parsers over hand-made cases and random documents.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::scalar;
@@ -41,6 +43,7 @@ pub(super) fn docs(text: &str) -> Option<Vec<Value>> {
         at: 0,
         from: None,
         depth: 0,
+        tabs: memchr::memchr(b'\t', text.as_bytes()).is_some(),
         start: 0,
         end: 0,
         anchors: Vec::new(),
@@ -135,6 +138,9 @@ struct Parser<'a> {
     /// mapping or sequence that begins after `- `.
     from: Option<usize>,
     depth: usize,
+    /// Whether the text has a tab anywhere (most have none, and then no line is searched for
+    /// one).
+    tabs: bool,
     /// Where the current document starts and ends (line indexes).
     start: usize,
     end: usize,
@@ -257,7 +263,7 @@ impl<'a> Parser<'a> {
     /// `indent`.
     fn block(&mut self, indent: usize) -> Parsed<Value> {
         let (_, rest) = self.here();
-        if rest.contains('\t') {
+        if self.tabs && rest.contains('\t') {
             return None;
         }
         if is_entry(rest) {
@@ -292,17 +298,17 @@ impl<'a> Parser<'a> {
                 }
             }
             let (_, rest) = self.here();
-            if rest.contains('\t') {
+            if self.tabs && rest.contains('\t') {
                 return None;
             }
             let (k, after) = key(rest)?;
-            if map.contains_key(&k) {
+            if map.contains_key(&*k) {
                 return None;
             }
             self.merges |= k == "<<";
             self.from = None;
             let value = self.value(indent, &rest[after..])?;
-            map.insert(k, value);
+            map.insert(k.into_owned(), value);
         }
         self.depth -= 1;
         Some(Value::Object(map))
@@ -326,7 +332,7 @@ impl<'a> Parser<'a> {
                 }
             }
             let (col, rest) = self.here();
-            if rest.contains('\t') {
+            if self.tabs && rest.contains('\t') {
                 return None;
             }
             if !is_entry(rest) {
@@ -432,7 +438,7 @@ impl<'a> Parser<'a> {
     /// `indent`: a scalar, a one-line flow collection or a block scalar. The current line is
     /// consumed.
     fn inline(&mut self, indent: usize, inner: &'a str) -> Parsed<Value> {
-        if inner.contains('\t') {
+        if self.tabs && inner.contains('\t') {
             return None;
         }
         let b = inner.as_bytes();
@@ -441,12 +447,12 @@ impl<'a> Parser<'a> {
             b'"' => {
                 let (s, used) = double_quoted(inner)?;
                 trailing_ok(&b[used..]).then_some(())?;
-                Value::String(s)
+                Value::String(s.into_owned())
             }
             b'\'' => {
                 let (s, used) = single_quoted(inner)?;
                 trailing_ok(&b[used..]).then_some(())?;
-                Value::String(s)
+                Value::String(s.into_owned())
             }
             b'[' | b'{' => {
                 let mut f = Flow {
@@ -587,7 +593,7 @@ fn is_entry(rest: &str) -> bool {
 
 /// The key that `rest` starts with, and where its value starts (after the `:`), if `rest`
 /// is `key: ...` or `key:` with a string key the fast path takes.
-fn key(rest: &str) -> Option<(String, usize)> {
+fn key(rest: &str) -> Option<(Cow<'_, str>, usize)> {
     let b = rest.as_bytes();
     let (k, after_key) = match b.first()? {
         b'"' => double_quoted(rest)?,
@@ -598,9 +604,9 @@ fn key(rest: &str) -> Option<(String, usize)> {
             if k.len() > 1000 || k.contains(" #") {
                 return None;
             }
-            match scalar::plain(k)? {
-                Value::String(s) => (s, colon),
-                _ => return None,
+            match scalar::resolve(k)? {
+                scalar::Resolved::Str => (Cow::Borrowed(k), colon),
+                scalar::Resolved::Value(_) => return None,
             }
         }
         _ => return None,
@@ -661,8 +667,14 @@ fn plain_block(inner: &str) -> Option<&str> {
 }
 
 /// A single-quoted scalar on one line at the start of `s`: its value and the bytes it took.
-fn single_quoted(s: &str) -> Option<(String, usize)> {
+fn single_quoted(s: &str) -> Option<(Cow<'_, str>, usize)> {
     let b = s.as_bytes();
+    // Without escapes, the text itself (most keys and values are).
+    if let Some(end) = memchr::memchr(b'\'', &b[1..]).map(|i| i + 1) {
+        if b.get(end + 1) != Some(&b'\'') {
+            return Some((Cow::Borrowed(&s[1..end]), end + 1));
+        }
+    }
     let mut out = String::new();
     let mut i = 1;
     let mut run = 1;
@@ -675,7 +687,7 @@ fn single_quoted(s: &str) -> Option<(String, usize)> {
             }
             b'\'' => {
                 out.push_str(&s[run..i]);
-                return Some((out, i + 1));
+                return Some((Cow::Owned(out), i + 1));
             }
             _ => i += 1,
         }
@@ -684,8 +696,13 @@ fn single_quoted(s: &str) -> Option<(String, usize)> {
 
 /// A double-quoted scalar on one line at the start of `s`, with the escapes homelab files
 /// use; any other escape, and a line break inside, is left to the full parser.
-fn double_quoted(s: &str) -> Option<(String, usize)> {
+fn double_quoted(s: &str) -> Option<(Cow<'_, str>, usize)> {
     let b = s.as_bytes();
+    if let Some(end) = memchr::memchr2(b'"', b'\\', &b[1..]).map(|i| i + 1) {
+        if b[end] == b'"' {
+            return Some((Cow::Borrowed(&s[1..end]), end + 1));
+        }
+    }
     let mut out = String::new();
     let mut i = 1;
     let mut run = 1;
@@ -693,7 +710,7 @@ fn double_quoted(s: &str) -> Option<(String, usize)> {
         match b.get(i)? {
             b'"' => {
                 out.push_str(&s[run..i]);
-                return Some((out, i + 1));
+                return Some((Cow::Owned(out), i + 1));
             }
             b'\\' => {
                 out.push_str(&s[run..i]);
@@ -827,12 +844,12 @@ impl Flow<'_, '_> {
             b'"' => {
                 let (s, used) = double_quoted(rest)?;
                 self.i += used;
-                Some(Value::String(s))
+                Some(Value::String(s.into_owned()))
             }
             b'\'' => {
                 let (s, used) = single_quoted(rest)?;
                 self.i += used;
-                Some(Value::String(s))
+                Some(Value::String(s.into_owned()))
             }
             b'*' => {
                 // The name ends at a space, or at what ends a flow entry.

@@ -9,32 +9,51 @@ use serde_json::{Number, Value};
 
 /// The value of a plain scalar, or `None` when only the full parser should say.
 pub(super) fn plain(v: &str) -> Option<Value> {
+    match resolve(v)? {
+        Resolved::Value(value) => Some(value),
+        Resolved::Str => Some(Value::String(v.to_string())),
+    }
+}
+
+/// What a plain scalar is: a string (left for the caller to copy, or not), or another value.
+pub(super) enum Resolved {
+    Str,
+    Value(Value),
+}
+
+/// [`plain`], without making the string.
+pub(super) fn resolve(v: &str) -> Option<Resolved> {
     if v.is_empty() || matches!(v, "null" | "Null" | "NULL" | "~") {
-        return Some(Value::Null);
+        return Some(Resolved::Value(Value::Null));
     }
     match v {
-        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
+        "true" | "True" | "TRUE" => return Some(Resolved::Value(Value::Bool(true))),
+        "false" | "False" | "FALSE" => return Some(Resolved::Value(Value::Bool(false))),
         _ => {}
     }
     // Only a scalar that starts like a number can be one ("inf", "nan" and "infinity" parse
     // as f64 but are not finite, so the full parser keeps them as strings too).
     let first = v.as_bytes()[0];
     if !(first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.')) {
-        return Some(Value::String(v.to_string()));
+        return Some(Resolved::Str);
     }
+    number(v).map(|n| n.map_or(Resolved::Str, Resolved::Value))
+}
+
+/// A scalar that starts like a number: `Some(None)` when it is a string after all.
+fn number(v: &str) -> Option<Option<Value>> {
     if let Some(u) = unsigned(v, u64::from_str_radix) {
-        return Some(Value::Number(u.into()));
+        return Some(Some(Value::Number(u.into())));
     }
     if let Some(i) = negative(v, i64::from_str_radix) {
-        return Some(Value::Number(i.into()));
+        return Some(Some(Value::Number(i.into())));
     }
     if unsigned(v, u128::from_str_radix).is_some() || negative(v, i128::from_str_radix).is_some() {
         return None;
     }
     if !digits_but_not_number(v) {
         let unpositive = match v.strip_prefix('+') {
-            Some(u) if u.starts_with(['+', '-']) => return Some(Value::String(v.to_string())),
+            Some(u) if u.starts_with(['+', '-']) => return Some(None),
             Some(u) => u,
             None => v,
         };
@@ -45,11 +64,11 @@ pub(super) fn plain(v: &str) -> Option<Value> {
         }
         if let Ok(f) = unpositive.parse::<f64>() {
             if f.is_finite() {
-                return Number::from_f64(f).map(Value::Number);
+                return Number::from_f64(f).map(|n| Some(Value::Number(n)));
             }
         }
     }
-    Some(Value::String(v.to_string()))
+    Some(None)
 }
 
 type Radix<T> = fn(&str, u32) -> Result<T, std::num::ParseIntError>;
