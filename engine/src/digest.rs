@@ -178,6 +178,19 @@ pub fn canonical_pretty(v: &Value) -> String {
     s
 }
 
+/// The blake3 digest of [`canonical_pretty`]'s text, made without the text.
+pub fn canonical_pretty_digest(v: &Value) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    {
+        // serde_json writes a few bytes at a time; blake3 is fed in larger pieces.
+        let mut out = std::io::BufWriter::with_capacity(16 * 1024, &mut hasher);
+        serde_json::to_writer_pretty(&mut out, &Sorted(v)).expect("json values always serialize");
+        std::io::Write::write_all(&mut out, b"\n").expect("hashing does not fail");
+        std::io::Write::flush(&mut out).expect("hashing does not fail");
+    }
+    *hasher.finalize().as_bytes()
+}
+
 /// A JSON value serialized with every object's keys in bytewise order.
 struct Sorted<'a>(&'a Value);
 
@@ -185,6 +198,14 @@ impl Serialize for Sorted<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
         match self.0 {
+            // serde_json's map is sorted already unless a crate turned on `preserve_order`.
+            Value::Object(m) if m.keys().is_sorted() => {
+                let mut map = s.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &Sorted(v))?;
+                }
+                map.end()
+            }
             Value::Object(m) => {
                 let mut entries: Vec<(&String, &Value)> = m.iter().collect();
                 entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -224,6 +245,10 @@ mod tests {
         let mut want = serde_json::to_string_pretty(&v).unwrap();
         want.push('\n');
         assert_eq!(canonical_pretty(&v), want);
+        assert_eq!(
+            canonical_pretty_digest(&v),
+            *blake3::hash(want.as_bytes()).as_bytes()
+        );
         assert_eq!(
             canonical_pretty(&json!({"b": 1, "a": []})),
             "{\n  \"a\": [],\n  \"b\": 1\n}\n"

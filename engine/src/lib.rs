@@ -39,7 +39,9 @@ pub mod time;
 pub mod transport;
 
 pub use address::{Address, Layer};
-pub use digest::{canonical_json, canonical_pretty, Content, Digest, Input, Output};
+pub use digest::{
+    canonical_json, canonical_pretty, canonical_pretty_digest, Content, Digest, Input, Output,
+};
 pub use error::{Class, Error};
 pub use evaluate::{Caches, Evaluated, Evaluation, Registry};
 pub use files::{

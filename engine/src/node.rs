@@ -116,20 +116,37 @@ impl Artifact {
 
     /// The canonical manifest: one `path\tblake3\n` line per file, sorted by path.
     pub fn manifest(&self) -> String {
-        let mut m = String::new();
-        for (path, bytes) in &self.files {
-            m.push_str(path);
-            m.push('\t');
-            m.push_str(&blake3::hash(bytes).to_hex());
-            m.push('\n');
-        }
-        m
+        let hashes: BTreeMap<String, [u8; 32]> = self
+            .files
+            .iter()
+            .map(|(path, bytes)| (path.clone(), *blake3::hash(bytes).as_bytes()))
+            .collect();
+        manifest_of(&hashes)
     }
 
     /// The output digest: blake3 over the canonical manifest.
     pub fn digest(&self) -> Digest<Output> {
         Digest::of(self.manifest().as_bytes())
     }
+
+    /// The output digest of an artifact whose files have these blake3 digests, by path: what
+    /// [`Artifact::digest`] gives, for a rule that knows each file's digest without the file
+    /// (see [`Rule::output_digest`]).
+    pub fn digest_of(hashes: &BTreeMap<String, [u8; 32]>) -> Digest<Output> {
+        Digest::of(manifest_of(hashes).as_bytes())
+    }
+}
+
+/// The canonical manifest of files with these digests.
+fn manifest_of(hashes: &BTreeMap<String, [u8; 32]>) -> String {
+    let mut m = String::new();
+    for (path, hash) in hashes {
+        m.push_str(path);
+        m.push('\t');
+        m.push_str(&blake3::Hash::from_bytes(*hash).to_hex());
+        m.push('\n');
+    }
+    m
 }
 
 /// What a change needs from the machine it runs on: the L0 runway derives its checks from these.
@@ -209,6 +226,17 @@ pub trait Rule: Send + Sync {
 
     /// Renders the node's artifact from its inputs. Must be pure: same inputs, same bytes.
     fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error>;
+
+    /// The digest of the artifact [`Rule::realize`] would make, when the rule can tell it
+    /// without making it (from what its loader derived this run); `None` to realize. A plan
+    /// needs the digest alone. Whenever it answers, it must be `realize(..)?.digest()`.
+    fn output_digest(
+        &self,
+        _node: &Node,
+        _ctx: &RealizeCtx<'_>,
+    ) -> Option<Result<Digest<Output>, Error>> {
+        None
+    }
 
     /// Top-level parameter keys whose change replaces the node instead of updating it.
     fn replace_keys(&self) -> &'static [&'static str] {

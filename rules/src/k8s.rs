@@ -35,7 +35,9 @@ mod tree;
 
 use std::collections::BTreeSet;
 
-use hl_engine::{Artifact, Error, Layer, Node, Origin, RealizeCtx, RepoPath, Requirement, Rule};
+use hl_engine::{
+    Artifact, Digest, Error, Layer, Node, Origin, Output, RealizeCtx, RepoPath, Requirement, Rule,
+};
 use serde_json::{Map, Value};
 
 use crate::inventory::KubernetesMode;
@@ -51,8 +53,10 @@ impl Rule for K8sRule {
         "k8s"
     }
 
+    /// 2: one artifact file per document (`manifests/<n>.json`), ordered by digest within an
+    /// identity, where one `manifests.json` held them all.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn layer(&self) -> Layer {
@@ -61,6 +65,14 @@ impl Rule for K8sRule {
 
     fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
         bundle::render(ctx.files, &node.files)
+    }
+
+    fn output_digest(
+        &self,
+        node: &Node,
+        ctx: &RealizeCtx<'_>,
+    ) -> Option<Result<Digest<Output>, Error>> {
+        Some(bundle::digest(ctx.files, &node.files))
     }
 
     fn requirements(&self, node: &Node) -> Vec<Requirement> {

@@ -33,6 +33,9 @@ pub struct Derivation<T> {
     pub derive: fn(&[u8], &RepoPath) -> Result<T, Error>,
     /// The facts' type.
     pub facts: PhantomData<fn() -> T>,
+    /// Whether the facts made this run are kept for the rest of it, whole, for
+    /// [`crate::FileSet::derived`] (realize reading what discovery made of the same bytes).
+    pub kept: bool,
 }
 
 impl<T> Derivation<T> {
@@ -42,7 +45,13 @@ impl<T> Derivation<T> {
             tag,
             derive,
             facts: PhantomData,
+            kept: false,
         }
+    }
+
+    /// The same, with its facts kept for the rest of the run (see [`Derivation::kept`]).
+    pub const fn kept(self) -> Self {
+        Derivation { kept: true, ..self }
     }
 }
 

@@ -7,13 +7,16 @@
 //! A derivation must depend on the file's bytes alone (it is given nothing else), and its facts
 //! should be small: the facts of a whole tree are read back whenever its loader runs again.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::cutoff::{facts_digest, Derivation};
 use super::{walk_dependencies, Depth, Entry, FileSet, Kind, Seen};
+use crate::digest::{Content, Digest};
 use crate::error::Error;
 use crate::repopath::RepoPath;
 
@@ -28,10 +31,23 @@ pub struct Fact {
 pub type Facts = HashMap<(String, RepoPath), Fact>;
 
 /// The facts a run may reuse, and the ones it used or derived.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Memory {
     known: Facts,
     used: Facts,
+    /// Facts of kept derivations made this run, whole (fields a fact does not remember
+    /// included), with the digest of the bytes they were made of.
+    kept: HashMap<(&'static str, RepoPath), (Digest<Content>, Arc<dyn Any + Send + Sync>)>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("known", &self.known.len())
+            .field("used", &self.used.len())
+            .field("kept", &self.kept.len())
+            .finish()
+    }
 }
 
 impl FileSet {
@@ -55,7 +71,7 @@ impl FileSet {
     /// is recorded with the digest of each one's facts, so that an edit that changes none of
     /// them does not make its loader run again (see [`super::cutoff`]). An error is never
     /// remembered.
-    pub fn derive<T: Serialize + DeserializeOwned>(
+    pub fn derive<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static>(
         &self,
         d: &Derivation<T>,
         p: &RepoPath,
@@ -63,10 +79,11 @@ impl FileSet {
         // Facts are kept only for a load being recorded for the load cache; any other load
         // (a revision compared with `--against`) has no use for the file's metadata.
         if !self.remembering() {
-            let bytes = self.load(p)?;
+            let (bytes, digest) = self.load_digested(p)?;
             // A file that does not derive depends on its whole content: whatever it becomes
             // may derive, and the loader must see that.
             let value = (d.derive)(&bytes, p).inspect_err(|_| self.note(p))?;
+            self.keep(d, p, digest, &value);
             if self.watching() {
                 match serde_json::to_vec(&value) {
                     Ok(json) => self.record_derived(p, d.tag, facts_digest(&json)),
@@ -104,9 +121,10 @@ impl FileSet {
                 return Ok(value);
             }
         }
-        let bytes = self.load(p)?;
+        let (bytes, digest) = self.load_digested(p)?;
         let seen = seen.or_else(|| self.seen_now(p));
         let value = (d.derive)(&bytes, p).inspect_err(|_| self.note(p))?;
+        self.keep(d, p, digest, &value);
         let Ok(json) = serde_json::to_vec(&value) else {
             // Facts that cannot be written down cannot be compared either.
             self.note(p);
@@ -125,6 +143,52 @@ impl FileSet {
                 .insert(key, Fact { seen, value: json });
         }
         Ok(value)
+    }
+}
+
+impl FileSet {
+    /// Keeps the facts of a kept derivation for the rest of the run.
+    fn keep<T: Clone + Send + Sync + 'static>(
+        &self,
+        d: &Derivation<T>,
+        p: &RepoPath,
+        digest: Option<Digest<Content>>,
+        value: &T,
+    ) {
+        if let (true, Some(digest)) = (d.kept, digest) {
+            self.facts
+                .lock()
+                .expect("no panics hold this lock")
+                .kept
+                .insert((d.tag, p.clone()), (digest, Arc::new(value.clone())));
+        }
+    }
+
+    /// What a kept derivation made of `p` earlier this run, when those bytes are the ones
+    /// hashed since; otherwise `d` of its bytes now, read through [`FileSet::read`] (so a file
+    /// changed since it was hashed is an error, as any read). For realize: discovery parsed
+    /// every manifest already, and parsing them all again was a sixth of a first plan.
+    pub fn derived<T: Clone + Send + Sync + 'static>(
+        &self,
+        d: &Derivation<T>,
+        p: &RepoPath,
+    ) -> Result<T, Error> {
+        if let Some(hashed) = self.digest(p) {
+            let memory = self.facts.lock().expect("no panics hold this lock");
+            let kept = memory
+                .kept
+                .get(&(d.tag, p.clone()))
+                .filter(|(digest, _)| *digest == hashed)
+                .and_then(|(_, value)| value.downcast_ref::<T>())
+                .cloned();
+            drop(memory);
+            if let Some(value) = kept {
+                self.note(p);
+                return Ok(value);
+            }
+        }
+        let bytes = self.read(p)?;
+        (d.derive)(&bytes, p)
     }
 }
 
@@ -271,6 +335,38 @@ mod tests {
         next.watch();
         assert_eq!(lines(&next, &a), 3);
         assert_eq!(next.stats.snapshot().files_read, 0);
+    }
+
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static COUNTED: Derivation<usize> = Derivation::new("test.counted.v1", |b, _| {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(b.len())
+    })
+    .kept();
+
+    /// Realize asking for what discovery derived gets it back while the file is the one
+    /// hashed, without deriving again; a file discovery never derived is derived then.
+    #[test]
+    fn kept_facts_serve_the_rest_of_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "four").unwrap();
+        std::fs::write(dir.path().join("b"), "sixsix").unwrap();
+        crate::time::settle(&dir.path().join("b"));
+        let (a, b) = (RepoPath::new("a").unwrap(), RepoPath::new("b").unwrap());
+        let files = FileSet::new(dir.path()).unwrap();
+        files.watch();
+        assert_eq!(files.derive(&COUNTED, &a).unwrap(), 4);
+        let calls = || CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(calls(), 1);
+        files
+            .hash_all(&[a.clone(), b.clone()], &Default::default())
+            .unwrap();
+        assert_eq!(files.derived(&COUNTED, &a).unwrap(), 4);
+        assert_eq!(calls(), 1, "kept, not derived again");
+        assert_eq!(files.derived(&COUNTED, &b).unwrap(), 6);
+        assert_eq!(calls(), 2, "never derived: derived now");
+        // Facts not kept (a derivation that does not ask) are made again.
+        assert_eq!(files.derived(&LEN, &a).unwrap(), 4);
     }
 
     #[test]

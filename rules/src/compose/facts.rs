@@ -242,7 +242,7 @@ impl<T> Default for Memo<T> {
     }
 }
 
-impl<T: Clone + Serialize + DeserializeOwned> Memo<T> {
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Memo<T> {
     fn get(&self, files: &FileSet, d: &Derivation<T>, p: &RepoPath) -> Result<T, Error> {
         if let Some(v) = self.0.lock().expect("no panics hold this lock").get(p) {
             return Ok(v.clone());

@@ -5,24 +5,79 @@
 //!
 //! | artifact file | holds |
 //! | --- | --- |
-//! | `manifests.json` | every manifest document, canonical, sorted by (apiVersion, kind, namespace, name, canonical text) |
+//! | `manifests/<n>.json` | the `n`th manifest document (from 00000), canonical, in the order of (apiVersion, kind, namespace, name, digest of its text) |
 //! | `values/<repo path>.json` | a Helm values file of `helmCharts`, canonical (Helm reads it as data, not text) |
 //! | `files/<repo path>` | a generator input (`configMapGenerator` files), byte for byte: its text is the data |
 //!
+//! One file per document, so the output digest (over each file's digest, see
+//! [`Artifact::digest`]) is made from each document's digest alone: [`digest`] takes those
+//! from the facts discovery derived of each file in the same run and parses nothing again,
+//! where [`render`] makes the documents themselves (`hl build`, `hl apply`). Both sort and
+//! name the documents in one way, and the tests hold them to the same digest.
+//!
 //! Pure: reads only the node's input files, through the run's [`FileSet`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use hl_engine::{canonical_json, canonical_pretty, Artifact, Error, FileSet, RepoPath};
+use hl_engine::{
+    canonical_pretty, canonical_pretty_digest, Artifact, Digest, Error, FileSet, Output, RepoPath,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::facts;
 use super::kustomize::{roles, KUSTOMIZATION_FILES};
 use crate::yaml;
 
-/// Renders the bundle of a node whose input files are `inputs`. Each input is parsed once:
-/// the kustomization files first (they say which inputs are generator data or Helm values),
-/// and their documents are kept for the bundle.
-pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, Error> {
+/// One document of the bundle: what identifies it in a cluster, and the digest of its
+/// canonical text (the content of its `manifests/<n>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(super) struct Document {
+    id: Identity,
+    digest: [u8; 32],
+}
+
+impl Document {
+    /// A parsed document of a file (`kustomization`: a kustomization file, whose local paths
+    /// the bundle drops).
+    pub(super) fn of(doc: &Value, kustomization: bool) -> Document {
+        if kustomization {
+            return Document::with_text(doc, kustomization).0;
+        }
+        Document {
+            id: Identity::of(doc),
+            digest: canonical_pretty_digest(doc),
+        }
+    }
+
+    fn with_text(doc: &Value, kustomization: bool) -> (Document, String) {
+        let text = if kustomization {
+            let mut d = doc.clone();
+            drop_local_paths(&mut d);
+            canonical_pretty(&d)
+        } else {
+            canonical_pretty(doc)
+        };
+        let id = Identity::of(doc);
+        let digest = *blake3::hash(text.as_bytes()).as_bytes();
+        (Document { id, digest }, text)
+    }
+}
+
+/// The name of the `n`th document of the bundle.
+fn manifest_name(n: usize) -> String {
+    format!("manifests/{n:05}.json")
+}
+
+/// The inputs that are kustomization files, parsed (they say which inputs are generator data
+/// or Helm values), and those two sets.
+struct Roles<'a> {
+    kustomizations: HashMap<&'a RepoPath, Vec<Value>>,
+    data: HashSet<RepoPath>,
+    values: HashSet<RepoPath>,
+}
+
+fn roles_of<'a>(files: &FileSet, inputs: &'a [RepoPath]) -> Result<Roles<'a>, Error> {
     let mut kustomizations: HashMap<&RepoPath, Vec<Value>> = HashMap::new();
     for kfile in inputs
         .iter()
@@ -31,8 +86,23 @@ pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, E
         kustomizations.insert(kfile, yaml::docs(files, kfile)?);
     }
     let (data, values) = split_roles(&kustomizations, inputs);
+    Ok(Roles {
+        kustomizations,
+        data,
+        values,
+    })
+}
+
+/// Renders the bundle of a node whose input files are `inputs`. Each input is parsed once:
+/// the kustomization files first, and their documents are kept for the bundle.
+pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, Error> {
+    let Roles {
+        mut kustomizations,
+        data,
+        values,
+    } = roles_of(files, inputs)?;
     let mut art = Artifact::default();
-    let mut docs: Vec<(Identity, Value)> = Vec::new();
+    let mut docs: Vec<(Document, String)> = Vec::new();
     for p in inputs {
         if data.contains(p) {
             art.files
@@ -50,18 +120,50 @@ pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, E
             continue;
         }
         let kustomization = KUSTOMIZATION_FILES.contains(&p.file_name());
-        docs.extend(parsed.into_iter().map(|mut d| {
-            if kustomization {
-                drop_local_paths(&mut d);
-            }
-            (Identity::of(&d), d)
-        }));
+        docs.extend(parsed.iter().map(|d| Document::with_text(d, kustomization)));
     }
-    sort(&mut docs);
-    let all = Value::Array(docs.into_iter().map(|(_, d)| d).collect());
-    art.files
-        .insert("manifests.json".into(), canonical_pretty(&all).into_bytes());
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (n, (_, text)) in docs.into_iter().enumerate() {
+        art.files.insert(manifest_name(n), text.into_bytes());
+    }
     Ok(art)
+}
+
+/// The digest of the artifact [`render`] makes, from the documents' digests discovery
+/// derived this run: only generator data and Helm values files are read (few, small).
+pub(super) fn digest(files: &FileSet, inputs: &[RepoPath]) -> Result<Digest<Output>, Error> {
+    let Roles {
+        mut kustomizations,
+        data,
+        values,
+    } = roles_of(files, inputs)?;
+    let mut entries: BTreeMap<String, [u8; 32]> = BTreeMap::new();
+    let mut docs: Vec<Document> = Vec::new();
+    for p in inputs {
+        if data.contains(p) {
+            let bytes = files.read(p)?;
+            entries.insert(format!("files/{p}"), *blake3::hash(&bytes).as_bytes());
+            continue;
+        }
+        if values.contains(p) {
+            let parsed = match kustomizations.remove(p) {
+                Some(parsed) => parsed,
+                None => yaml::docs(files, p)?,
+            };
+            let canonical = canonical_pretty(&Value::Array(parsed));
+            entries.insert(
+                format!("values/{p}.json"),
+                *blake3::hash(canonical.as_bytes()).as_bytes(),
+            );
+            continue;
+        }
+        docs.extend(facts::documents(files, p)?);
+    }
+    docs.sort();
+    for (n, d) in docs.into_iter().enumerate() {
+        entries.insert(manifest_name(n), d.digest);
+    }
+    Ok(Artifact::digest_of(&entries))
 }
 
 /// Drops the local file and folder names a kustomization lists under `resources` and
@@ -95,42 +197,8 @@ fn split_roles(
     (data, values)
 }
 
-/// Orders documents by their identity, then by their canonical text, so equal identities
-/// (patches, values without `kind`) still sort the same way every time. The text is made
-/// only for documents whose identity another one shares: most have one of their own, and
-/// writing every document out only to sort it cost as much as a tenth of a cold plan.
-fn sort(docs: &mut [(Identity, Value)]) {
-    docs.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut start = 0;
-    while start < docs.len() {
-        let end = start
-            + docs[start..]
-                .iter()
-                .take_while(|(id, _)| *id == docs[start].0)
-                .count();
-        if end - start > 1 {
-            let run = &mut docs[start..end];
-            let mut keyed: Vec<(String, usize)> = run
-                .iter()
-                .enumerate()
-                .map(|(i, (_, d))| (canonical_json(d), i))
-                .collect();
-            // Stable, as a sort by (identity, text) is: equal texts keep their order.
-            keyed.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut taken: Vec<Option<(Identity, Value)>> = run
-                .iter_mut()
-                .map(|slot| Some(std::mem::take(slot)))
-                .collect();
-            for (slot, (_, i)) in run.iter_mut().zip(keyed) {
-                *slot = taken[i].take().expect("each document is placed once");
-            }
-        }
-        start = end;
-    }
-}
-
 /// What identifies a document in a cluster.
-#[derive(Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Identity {
     api_version: String,
     kind: String,

@@ -14,6 +14,7 @@ use hl_engine::{Derivation, Error, FileSet, Rederive, RepoPath};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::bundle;
 use super::kustomize::KUSTOMIZATION_FILES;
 use super::locate::{At, Spans};
 use crate::yaml;
@@ -24,12 +25,14 @@ pub(crate) static DERIVATIONS: [&dyn Rederive; 2] = [&FILE, &DATA_SOPS];
 /// The derivations, each under a tag with a version: a new version whenever what one derives
 /// changes.
 /// v2: a kustomization file's document joined the facts (it was `k8s.kustomization.v1`).
+/// Kept for the run: realize takes each document's identity and digest from them.
 static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v2", |bytes, p| {
     let text = utf8(bytes, p)?;
     let docs = yaml::docs_of(text, p)?;
     let kustomization = KUSTOMIZATION_FILES.contains(&p.file_name());
     Ok(FileFacts::of(text, docs, kustomization))
-});
+})
+.kept();
 static DATA_SOPS: Derivation<bool> = Derivation::new("k8s.data-sops.v1", |bytes, p| {
     Ok(std::str::from_utf8(bytes).is_ok_and(|text| {
         yaml::text_is_sops(text)
@@ -38,7 +41,7 @@ static DATA_SOPS: Derivation<bool> = Derivation::new("k8s.data-sops.v1", |bytes,
 });
 
 /// What discovery needs of a YAML file in the tree (or read as a manifest).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct FileFacts {
     /// Whether any document carries SOPS metadata.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -55,11 +58,17 @@ pub(super) struct FileFacts {
     /// (`null` when it has none). `None` in any other file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kustomization: Option<Value>,
+    /// Each document as the manifest bundle holds it: its identity and the digest of its
+    /// canonical text. Made with the facts for realize in the same run, never remembered: they
+    /// change with any value of a manifest, and a loader's facts must not (an edit of a
+    /// value runs no loader).
+    #[serde(skip)]
+    pub docs: Vec<bundle::Document>,
 }
 
 /// One Flux Kustomization document and the positions its origins and errors point at, found
 /// in the text when it was parsed, so the text itself is not needed again.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct FluxFacts {
     /// The document.
     pub doc: Value,
@@ -82,6 +91,12 @@ fn is_false(b: &bool) -> bool {
 /// The facts of a YAML file; a file that is not UTF-8 or not YAML is an error (located).
 pub(super) fn file(files: &FileSet, p: &RepoPath) -> Result<FileFacts, Error> {
     files.derive(&FILE, p)
+}
+
+/// The facts of a file as discovery made them this run (with its documents' digests), or
+/// made now when the file is not the one discovery read.
+pub(super) fn documents(files: &FileSet, p: &RepoPath) -> Result<Vec<bundle::Document>, Error> {
+    Ok(files.derived(&FILE, p)?.docs)
 }
 
 /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted:
@@ -109,6 +124,10 @@ impl FileFacts {
             Vec::new()
         };
         FileFacts {
+            docs: docs
+                .iter()
+                .map(|d| bundle::Document::of(d, kustomization))
+                .collect(),
             sops: docs.iter().any(yaml::is_sops),
             plaintext_secret: docs.iter().any(|d| plaintext_secret(d).is_some()),
             flux,

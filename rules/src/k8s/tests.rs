@@ -62,10 +62,16 @@ impl Run {
         }
     }
 
+    /// The bundle's documents, in its order.
     fn manifests(&self, address: &str) -> Value {
         self.nodes();
-        let bytes = &self.artifacts[address].files["manifests.json"];
-        serde_json::from_slice(bytes).expect("manifests.json is JSON")
+        let docs = self.artifacts[address]
+            .files
+            .iter()
+            .filter(|(name, _)| name.starts_with("manifests/"))
+            .map(|(name, bytes)| serde_json::from_slice(bytes).expect("{name} is JSON"))
+            .collect();
+        Value::Array(docs)
     }
 }
 
@@ -121,6 +127,19 @@ fn run_at(root: &Path, tree: &str, mode: KubernetesMode) -> Run {
                 },
             )
             .unwrap_or_else(|e| panic!("realize {}: {e}", node.address));
+        // What a plan takes instead of realizing: it must be the artifact's digest, from the
+        // facts discovery kept (or made again) without the documents.
+        let told = K8sRule
+            .output_digest(
+                node,
+                &RealizeCtx {
+                    files: &files,
+                    inputs: &inputs,
+                },
+            )
+            .expect("k8s nodes tell their digest")
+            .unwrap_or_else(|e| panic!("digest of {}: {e}", node.address));
+        assert_eq!(told, art.digest(), "{}", node.address);
         artifacts.insert(node.address.to_string(), art);
     }
     let notes = ctx.notes.into_inner().expect("notes");
@@ -314,7 +333,13 @@ fn the_bundle_keeps_generator_files_as_bytes_and_values_canonical() {
         [
             "files/kubernetes/apps/default/web/app/index.html",
             "files/kubernetes/apps/default/web/app/nginx.conf",
-            "manifests.json",
+            "manifests/00000.json",
+            "manifests/00001.json",
+            "manifests/00002.json",
+            "manifests/00003.json",
+            "manifests/00004.json",
+            "manifests/00005.json",
+            "manifests/00006.json",
             "values/kubernetes/apps/default/web/app/values.yaml.json",
         ]
     );
