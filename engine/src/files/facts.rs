@@ -37,8 +37,11 @@ pub(super) struct Memory {
     used: Facts,
     /// Facts of kept derivations made this run, whole (fields a fact does not remember
     /// included), with the digest of the bytes they were made of.
-    kept: HashMap<(&'static str, RepoPath), (Digest<Content>, Arc<dyn Any + Send + Sync>)>,
+    kept: HashMap<(&'static str, RepoPath), Kept>,
 }
+
+/// A kept derivation's facts: the digest of the bytes they were made of, and the value.
+type Kept = (Digest<Content>, Arc<dyn Any + Send + Sync>);
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
