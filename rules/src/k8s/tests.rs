@@ -69,7 +69,9 @@ impl Run {
             .files
             .iter()
             .filter(|(name, _)| name.starts_with("manifests/"))
-            .map(|(name, bytes)| serde_json::from_slice(bytes).expect("{name} is JSON"))
+            .map(|(name, bytes)| {
+                serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
+            })
             .collect();
         Value::Array(docs)
     }
