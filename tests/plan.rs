@@ -748,34 +748,40 @@ fn kubernetes_comment_edit_is_noop_output_identical() {
 }
 
 /// A plan takes each k8s node's output digest from the documents' digests discovery derived
-/// (no second parse); `hl build` renders the bundle. Both must name the same artifact, or
-/// every dependent of a node would plan an update after each apply.
+/// (no second parse), and a compose node's from the digests hashing made of the files its
+/// release copies (no second read); `hl build` makes the artifacts. Both must name the same
+/// artifact, or every dependent of a node would plan an update after each apply.
 #[test]
-fn the_planned_output_of_a_k8s_node_is_the_digest_of_its_built_bundle() {
+fn the_planned_output_of_a_node_is_the_digest_of_its_built_artifact() {
     let lab = Lab::fresh();
     let (_, plan) = lab.plan_json(&[]);
-    let k8s: Vec<(String, String)> = plan["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter(|s| s["address"].as_str().is_some_and(|a| a.starts_with("k8s:")))
-        .map(|s| {
-            (
-                s["address"].as_str().expect("address").to_string(),
-                s["output"].as_str().expect("a planned output").to_string(),
-            )
-        })
-        .collect();
-    assert!(k8s.len() >= 3, "the sample homelab has k8s nodes: {k8s:?}");
-    for (address, output) in k8s.iter().take(4) {
-        let built = lab.hl(&["build", address]);
-        built.code(0);
+    for kind in ["k8s:", "compose:"] {
+        let nodes: Vec<(String, String)> = plan["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .filter(|s| s["address"].as_str().is_some_and(|a| a.starts_with(kind)))
+            .map(|s| {
+                (
+                    s["address"].as_str().expect("address").to_string(),
+                    s["output"].as_str().expect("a planned output").to_string(),
+                )
+            })
+            .collect();
         assert!(
-            built.stderr.contains(&format!("output {}", &output[..12]))
-                || built.stdout.contains(&format!("output {}", &output[..12])),
-            "{address}: planned {output}, built:\n{}{}",
-            built.stdout,
-            built.stderr
+            nodes.len() >= 3,
+            "the sample homelab has {kind} nodes: {nodes:?}"
         );
+        for (address, output) in nodes.iter().take(4) {
+            let built = lab.hl(&["build", address]);
+            built.code(0);
+            assert!(
+                built.stderr.contains(&format!("output {}", &output[..12]))
+                    || built.stdout.contains(&format!("output {}", &output[..12])),
+                "{address}: planned {output}, built:\n{}{}",
+                built.stdout,
+                built.stderr
+            );
+        }
     }
 }

@@ -827,6 +827,16 @@ impl FileSet {
         Ok(key)
     }
 
+    /// The blake3 digest of the bytes of `p`, as hashed this run: its content digest, when that
+    /// was made of the bytes (not a stand-in made of a git blob id). A rule telling its output
+    /// digest uses it for files its artifact holds byte for byte, without reading them again.
+    pub fn content_hash(&self, p: &RepoPath) -> Option<[u8; 32]> {
+        if self.identities.contains_key(p) {
+            return None;
+        }
+        self.digest(p).map(|d| *d.bytes())
+    }
+
     /// The content digest of a path hashed by [`FileSet::hash_all`].
     pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
         self.digests

@@ -14,8 +14,8 @@ mod mounts;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use hl_engine::{
-    canonical_pretty, ApplyCtx, Artifact, Edge, EdgeKind, Error, JobError, Kind, Layer, Node,
-    Observed, Origin, RealizeCtx, RepoPath, Requirement, Rule,
+    canonical_pretty, ApplyCtx, Artifact, Digest, Edge, EdgeKind, Error, JobError, Kind, Layer,
+    Node, Observed, Origin, Output, RealizeCtx, RepoPath, Requirement, Rule,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -53,39 +53,39 @@ impl Rule for ComposeRule {
         Layer::L4
     }
     fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
-        let p: Params = serde_json::from_value(serde_json::Value::clone(&node.params))
-            .map_err(|e| Error::Internal(format!("{}: bad params: {e}", node.address)))?;
-        // The release as it lands on the host: the merged project as `compose.yaml` (JSON is
-        // YAML), and every other input at its path relative to the service folder, so the
-        // project's relative bind mounts resolve inside the release exactly as in the repo.
         let mut art = Artifact::default();
-        let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
-        let mut project = project(ctx.files, &p)?;
-        mounts::relocate(&mut project, &dir);
-        art.files.insert(
-            "compose.yaml".into(),
-            canonical_pretty(&project).into_bytes(),
-        );
-        for f in &node.files {
-            if f.as_str() == p.compose || p.override_file.as_deref() == Some(f.as_str()) {
-                continue;
-            }
-            let name = match f.as_str().strip_prefix(&format!("{}/", dir.as_str())) {
-                Some(rel) => rel.to_string(),
-                None => format!("_repo/{f}"),
+        for (name, piece) in release(node, ctx)? {
+            let bytes = match piece {
+                Piece::Made(bytes) => bytes,
+                Piece::Copied(f) => ctx.files.read(&f)?.to_vec(),
             };
-            if name == "service.yaml" {
-                // Canonical, so a comment in the contract does not redeploy the service.
-                let contract = yaml::one(ctx.files, f)?;
-                art.files.insert(
-                    "hl-service.json".into(),
-                    canonical_pretty(&contract).into_bytes(),
-                );
-            } else {
-                art.files.insert(name, ctx.files.read(f)?.to_vec());
-            }
+            art.files.insert(name, bytes);
         }
         Ok(art)
+    }
+
+    /// The release's digest without copying its files: each copied file's digest is the one
+    /// hashing made of its bytes (a service's config files are read once, not twice).
+    fn output_digest(
+        &self,
+        node: &Node,
+        ctx: &RealizeCtx<'_>,
+    ) -> Option<Result<Digest<Output>, Error>> {
+        let told = || -> Result<Digest<Output>, Error> {
+            let mut hashes = BTreeMap::new();
+            for (name, piece) in release(node, ctx)? {
+                let hash = match piece {
+                    Piece::Made(bytes) => *blake3::hash(&bytes).as_bytes(),
+                    Piece::Copied(f) => match ctx.files.content_hash(&f) {
+                        Some(hash) => hash,
+                        None => *blake3::hash(&ctx.files.read(&f)?).as_bytes(),
+                    },
+                };
+                hashes.insert(name, hash);
+            }
+            Ok(Artifact::digest_of(&hashes))
+        };
+        Some(told())
     }
     fn requirements(&self, node: &Node) -> Vec<Requirement> {
         let host = node.address.host().unwrap_or_default().to_string();
@@ -188,6 +188,48 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
         .par_iter()
         .map(|p| node(ctx, &facts, p, &hosts_of))
         .collect()
+}
+
+/// A file of a release: made by realize, or an input copied byte for byte.
+enum Piece {
+    Made(Vec<u8>),
+    Copied(RepoPath),
+}
+
+/// The release as it lands on the host, by path: the merged project as `compose.yaml` (JSON
+/// is YAML), and every other input at its path relative to the service folder, so the
+/// project's relative bind mounts resolve inside the release exactly as in the repo.
+fn release(node: &Node, ctx: &RealizeCtx<'_>) -> Result<BTreeMap<String, Piece>, Error> {
+    let p: Params = serde_json::from_value(serde_json::Value::clone(&node.params))
+        .map_err(|e| Error::Internal(format!("{}: bad params: {e}", node.address)))?;
+    let mut out = BTreeMap::new();
+    let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
+    let mut project = project(ctx.files, &p)?;
+    mounts::relocate(&mut project, &dir);
+    out.insert(
+        "compose.yaml".into(),
+        Piece::Made(canonical_pretty(&project).into_bytes()),
+    );
+    for f in &node.files {
+        if f.as_str() == p.compose || p.override_file.as_deref() == Some(f.as_str()) {
+            continue;
+        }
+        let name = match f.as_str().strip_prefix(&format!("{}/", dir.as_str())) {
+            Some(rel) => rel.to_string(),
+            None => format!("_repo/{f}"),
+        };
+        if name == "service.yaml" {
+            // Canonical, so a comment in the contract does not redeploy the service.
+            let contract = yaml::one(ctx.files, f)?;
+            out.insert(
+                "hl-service.json".into(),
+                Piece::Made(canonical_pretty(&contract).into_bytes()),
+            );
+        } else {
+            out.insert(name, Piece::Copied(f.clone()));
+        }
+    }
+    Ok(out)
 }
 
 fn from_services_files(ctx: &Ctx, facts: &Facts) -> Result<Vec<Placement>, Error> {
