@@ -280,27 +280,37 @@ impl<'a> Parser<'a> {
         (self.depth <= MAX_DEPTH).then_some(())
     }
 
+    /// The next entry of a collection at `indent`, from the current line on: its column and
+    /// text, `Some(None)` where the collection ends, `None` where the text leaves the fast
+    /// path (a line indented deeper than its entries, a tab).
+    fn entry(&mut self, indent: usize) -> Parsed<Option<(usize, &'a str)>> {
+        if self.from.is_none() {
+            self.skip_blank();
+            if self.at == self.end {
+                return Some(None);
+            }
+            let l = self.lines[self.at];
+            if l.indent < indent {
+                return Some(None);
+            }
+            if l.indent > indent {
+                return None;
+            }
+        }
+        let (col, rest) = self.here();
+        if self.tabs && rest.contains('\t') {
+            return None;
+        }
+        Some(Some((col, rest)))
+    }
+
     fn mapping(&mut self, indent: usize) -> Parsed<Value> {
         self.nest()?;
         let mut map = Map::new();
         loop {
-            if self.from.is_none() {
-                self.skip_blank();
-                if self.at == self.end {
-                    break;
-                }
-                let l = self.lines[self.at];
-                if l.indent < indent {
-                    break;
-                }
-                if l.indent > indent {
-                    return None;
-                }
-            }
-            let (_, rest) = self.here();
-            if self.tabs && rest.contains('\t') {
-                return None;
-            }
+            let Some((_, rest)) = self.entry(indent)? else {
+                break;
+            };
             let (k, after) = key(rest)?;
             if map.contains_key(&*k) {
                 return None;
@@ -318,23 +328,9 @@ impl<'a> Parser<'a> {
         self.nest()?;
         let mut items = Vec::new();
         loop {
-            if self.from.is_none() {
-                self.skip_blank();
-                if self.at == self.end {
-                    break;
-                }
-                let l = self.lines[self.at];
-                if l.indent < indent {
-                    break;
-                }
-                if l.indent > indent {
-                    return None;
-                }
-            }
-            let (col, rest) = self.here();
-            if self.tabs && rest.contains('\t') {
-                return None;
-            }
+            let Some((col, rest)) = self.entry(indent)? else {
+                break;
+            };
             if !is_entry(rest) {
                 // A key at the indentation of the sequence: the sequence was a mapping's
                 // value written without indentation, and the mapping goes on.
