@@ -307,10 +307,7 @@ impl<'a> Parser<'a> {
     fn mapping(&mut self, indent: usize) -> Parsed<Value> {
         self.nest()?;
         let mut map = Map::new();
-        loop {
-            let Some((_, rest)) = self.entry(indent)? else {
-                break;
-            };
+        while let Some((_, rest)) = self.entry(indent)? {
             let (k, after) = key(rest)?;
             if map.contains_key(&*k) {
                 return None;
@@ -327,10 +324,7 @@ impl<'a> Parser<'a> {
     fn sequence(&mut self, indent: usize) -> Parsed<Value> {
         self.nest()?;
         let mut items = Vec::new();
-        loop {
-            let Some((col, rest)) = self.entry(indent)? else {
-                break;
-            };
+        while let Some((col, rest)) = self.entry(indent)? {
             if !is_entry(rest) {
                 // A key at the indentation of the sequence: the sequence was a mapping's
                 // value written without indentation, and the mapping goes on.
