@@ -33,9 +33,9 @@ pub struct Derivation<T> {
     pub derive: fn(&[u8], &RepoPath) -> Result<T, Error>,
     /// The facts' type.
     pub facts: PhantomData<fn() -> T>,
-    /// Whether the facts made this run are kept for the rest of it, whole, for
+    /// The part of the facts made this run that is kept for the rest of it, for
     /// [`crate::FileSet::derived`] (realize reading what discovery made of the same bytes).
-    pub kept: bool,
+    pub kept: Option<fn(&T) -> T>,
 }
 
 impl<T> Derivation<T> {
@@ -45,13 +45,17 @@ impl<T> Derivation<T> {
             tag,
             derive,
             facts: PhantomData,
-            kept: false,
+            kept: None,
         }
     }
 
-    /// The same, with its facts kept for the rest of the run (see [`Derivation::kept`]).
-    pub const fn kept(self) -> Self {
-        Derivation { kept: true, ..self }
+    /// The same, with `part` of its facts kept for the rest of the run (see
+    /// [`Derivation::kept`]).
+    pub const fn kept(self, part: fn(&T) -> T) -> Self {
+        Derivation {
+            kept: Some(part),
+            ..self
+        }
     }
 }
 
@@ -183,14 +187,18 @@ impl FileSet {
 
     /// The digest of a folder's entries, names and kinds.
     pub(super) fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
-        let entries = self.source.list(dir).ok()?;
-        let mut h = blake3::Hasher::new();
-        for e in entries {
-            h.update(e.path.file_name().as_bytes());
-            h.update(&[0, e.kind as u8, b'\n']);
-        }
-        Some(*h.finalize().as_bytes())
+        Some(entries_digest(&self.source.list(dir).ok()?))
     }
+}
+
+/// The digest of a folder's entries (a listing, in its order), names and kinds.
+pub(super) fn entries_digest(entries: &[super::Entry]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for e in entries {
+        h.update(e.path.file_name().as_bytes());
+        h.update(&[0, e.kind as u8, b'\n']);
+    }
+    *h.finalize().as_bytes()
 }
 
 /// How a loader depended on one path, whatever the source: what tells whether the loader

@@ -150,20 +150,20 @@ impl FileSet {
 }
 
 impl FileSet {
-    /// Keeps the facts of a kept derivation for the rest of the run.
-    fn keep<T: Clone + Send + Sync + 'static>(
+    /// Keeps the kept part of a derivation's facts for the rest of the run.
+    fn keep<T: Send + Sync + 'static>(
         &self,
         d: &Derivation<T>,
         p: &RepoPath,
         digest: Option<Digest<Content>>,
         value: &T,
     ) {
-        if let (true, Some(digest)) = (d.kept, digest) {
+        if let (Some(part), Some(digest)) = (d.kept, digest) {
             self.facts
                 .lock()
                 .expect("no panics hold this lock")
                 .kept
-                .insert((d.tag, p.clone()), (digest, Arc::new(value.clone())));
+                .insert((d.tag, p.clone()), (digest, Arc::new(part(value))));
         }
     }
 
@@ -345,7 +345,7 @@ mod tests {
         CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(b.len())
     })
-    .kept();
+    .kept(|n| *n);
 
     /// Realize asking for what discovery derived gets it back while the file is the one
     /// hashed, without deriving again; a file discovery never derived is derived then.

@@ -219,6 +219,9 @@ pub struct FileSet {
     /// a path is statted once whether the load cache holds, a loader runs again, or hashing
     /// them again.
     statted: Mutex<FxHashMap<RepoPath, Seen>>,
+    /// Folders listed while a loader's view was kept: the stat made before each listing, and
+    /// the listing's digest.
+    listed: Mutex<FxHashMap<RepoPath, (Seen, [u8; 32])>>,
     /// Facts derived from single files, from earlier runs and this one.
     facts: Mutex<facts::Memory>,
     /// The content digest of each file read from the work tree this run, made while its bytes
@@ -249,6 +252,7 @@ impl FileSet {
             identities: HashMap::new(),
             watched: Mutex::new(None),
             statted: Mutex::default(),
+            listed: Mutex::default(),
             facts: Mutex::default(),
             remembering: Default::default(),
             started: crate::time::fs_now_ns(),
@@ -369,7 +373,18 @@ impl FileSet {
                     (p.clone(), Cutoff::Derived(tags.collect()))
                 })),
                 (2, Some(_)) => {
-                    let digest = self.listing_digest(p)?;
+                    // Listed by the loader after the stat `s`: that listing's digest.
+                    let listed = self
+                        .listed
+                        .lock()
+                        .expect("no panics hold this lock")
+                        .get(p)
+                        .filter(|(seen, _)| seen == s)
+                        .map(|(_, digest)| *digest);
+                    let digest = match listed {
+                        Some(digest) => digest,
+                        None => self.listing_digest(p)?,
+                    };
                     // The entries must be the ones the loader saw: the folder as recorded
                     // (stat made before it was listed, maybe at the start of the run) and as
                     // it is now, after the digest, must be one and the same.
@@ -562,7 +577,22 @@ impl FileSet {
     /// The entries of a folder, sorted (an absent folder is empty).
     pub fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
         self.note(dir);
-        self.source.list(dir)
+        // While a loader's view is kept for the next run: the folder's stat for the run is
+        // made before it is listed, and the listing's digest kept with it, so that its
+        // observation need not list it again (see `observations`).
+        let before = if self.remembering() {
+            self.seen_now(dir)
+        } else {
+            None
+        };
+        let entries = self.source.list(dir)?;
+        if let Some(seen) = before.filter(|s| s.kind == 2 && s.key.is_some()) {
+            self.listed
+                .lock()
+                .expect("no panics hold this lock")
+                .insert(dir.clone(), (seen, cutoff::entries_digest(&entries)));
+        }
+        Ok(entries)
     }
 
     /// Every entry below `dir`, sorted; see [`Source::walk`].

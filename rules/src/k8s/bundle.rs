@@ -197,28 +197,24 @@ fn split_roles(
     (data, values)
 }
 
-/// What identifies a document in a cluster.
+/// What identifies a document in a cluster: apiVersion, kind, namespace and name, one string
+/// with a NUL after each (ordered as the four in turn, in one allocation: realize keeps one
+/// for every document of a large tree).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-struct Identity {
-    api_version: String,
-    kind: String,
-    namespace: String,
-    name: String,
-}
+struct Identity(Box<str>);
 
 impl Identity {
     fn of(doc: &Value) -> Identity {
-        let s = |ptr: &str| {
-            doc.pointer(ptr)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        Identity {
-            api_version: s("/apiVersion"),
-            kind: s("/kind"),
-            namespace: s("/metadata/namespace"),
-            name: s("/metadata/name"),
+        let mut id = String::new();
+        for ptr in [
+            "/apiVersion",
+            "/kind",
+            "/metadata/namespace",
+            "/metadata/name",
+        ] {
+            id.push_str(doc.pointer(ptr).and_then(Value::as_str).unwrap_or_default());
+            id.push('\0');
         }
+        Identity(id.into_boxed_str())
     }
 }

@@ -25,14 +25,17 @@ pub(crate) static DERIVATIONS: [&dyn Rederive; 2] = [&FILE, &DATA_SOPS];
 /// The derivations, each under a tag with a version: a new version whenever what one derives
 /// changes.
 /// v2: a kustomization file's document joined the facts (it was `k8s.kustomization.v1`).
-/// Kept for the run: realize takes each document's identity and digest from them.
+/// The documents' digests are kept for the run: realize takes them from there.
 static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v2", |bytes, p| {
     let text = utf8(bytes, p)?;
     let docs = yaml::docs_of(text, p)?;
     let kustomization = KUSTOMIZATION_FILES.contains(&p.file_name());
     Ok(FileFacts::of(text, docs, kustomization))
 })
-.kept();
+.kept(|f| FileFacts {
+    docs: f.docs.clone(),
+    ..FileFacts::default()
+});
 static DATA_SOPS: Derivation<bool> = Derivation::new("k8s.data-sops.v1", |bytes, p| {
     Ok(std::str::from_utf8(bytes).is_ok_and(|text| {
         yaml::text_is_sops(text)
@@ -90,7 +93,10 @@ fn is_false(b: &bool) -> bool {
 
 /// The facts of a YAML file; a file that is not UTF-8 or not YAML is an error (located).
 pub(super) fn file(files: &FileSet, p: &RepoPath) -> Result<FileFacts, Error> {
-    files.derive(&FILE, p)
+    let mut facts = files.derive(&FILE, p)?;
+    // Discovery has no use for them, and holds the facts of every file of the tree.
+    facts.docs = Vec::new();
+    Ok(facts)
 }
 
 /// The facts of a file as discovery made them this run (with its documents' digests), or
