@@ -187,16 +187,21 @@ impl FileSet {
 
     /// The digest of a folder's entries, names and kinds.
     pub(super) fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
-        Some(entries_digest(&self.source.list(dir).ok()?))
+        self.source.listing_digest(dir)
     }
 }
 
 /// The digest of a folder's entries (a listing, in its order), names and kinds.
 pub(super) fn entries_digest(entries: &[super::Entry]) -> [u8; 32] {
+    names_digest(entries.iter().map(|e| (e.path.file_name(), e.kind)))
+}
+
+/// [`entries_digest`] of (name, kind) pairs in name order.
+pub(super) fn names_digest<'n>(entries: impl Iterator<Item = (&'n str, super::Kind)>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    for e in entries {
-        h.update(e.path.file_name().as_bytes());
-        h.update(&[0, e.kind as u8, b'\n']);
+    for (name, kind) in entries {
+        h.update(name.as_bytes());
+        h.update(&[0, kind as u8, b'\n']);
     }
     *h.finalize().as_bytes()
 }

@@ -64,6 +64,11 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn check_inside(&self, p: &RepoPath) -> Result<(), Error>;
     /// The entries of a folder, sorted by name (hidden ones included).
     fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error>;
+    /// The digest of a folder's entries, names and kinds, as [`Source::list`] gives them
+    /// (`None` where it fails); a source may make it without the entries' paths.
+    fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
+        Some(cutoff::entries_digest(&self.list(dir).ok()?))
+    }
     /// Every entry below `dir`, sorted, not following symlinks, skipping what `.gitignore`
     /// ignores, and skipping hidden names unless `hidden`.
     fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error>;
@@ -914,6 +919,23 @@ mod tests {
     /// reading it again: the plan then sees one content for it, and a later read of other
     /// bytes is an error. A file read before any stat is read again to be hashed, so a digest
     /// is never paired with a stat newer than its bytes.
+    #[test]
+    fn a_folders_listing_digest_is_the_digest_of_its_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.yaml", ".hidden", "A", "a-10", "a-2"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("b.yaml", dir.path().join("link")).unwrap();
+        let tree = Worktree::new(dir.path()).unwrap();
+        for p in ["", "sub", "absent"] {
+            let p = RepoPath::new(p).unwrap_or_else(|_| RepoPath::root());
+            let listed = cutoff::entries_digest(&tree.list(&p).unwrap());
+            assert_eq!(tree.listing_digest(&p), Some(listed), "{p}");
+        }
+    }
+
     #[test]
     fn a_file_read_by_a_loader_is_hashed_as_it_was_read() {
         let dir = tempfile::tempdir().unwrap();

@@ -158,6 +158,35 @@ impl Source for Worktree {
         Ok(out)
     }
 
+    /// As `list` would give it, without a repo path made for each entry: observations take
+    /// the digest of every folder a loader depended on (thousands on a large homelab).
+    fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
+        let rd = match std::fs::read_dir(self.abs(dir)) {
+            Ok(rd) => rd,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Some(super::cutoff::names_digest(std::iter::empty()))
+            }
+            Err(_) => return None,
+        };
+        let mut names: Vec<(String, Kind)> = Vec::new();
+        for entry in rd {
+            let entry = entry.ok()?;
+            let (Ok(name), Ok(t)) = (entry.file_name().into_string(), entry.file_type()) else {
+                continue;
+            };
+            names.push((name, kind_of(t)));
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Some(super::cutoff::names_digest(
+            names.iter().map(|(n, k)| (n.as_str(), *k)),
+        ))
+    }
+
     fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
         let abs = self.abs(dir);
         if !abs.is_dir() {
