@@ -44,6 +44,22 @@ impl Worktree {
     }
 }
 
+/// A folder's entries; `None` where there is no such folder (an absent one lists empty).
+fn read_dir(abs: &Path) -> std::io::Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(abs) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn kind_of(t: std::fs::FileType) -> Kind {
     if t.is_symlink() {
         Kind::Symlink
@@ -126,17 +142,8 @@ impl Source for Worktree {
 
     fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
         let abs = self.abs(dir);
-        let rd = match std::fs::read_dir(&abs) {
-            Ok(rd) => rd,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(Error::io("cannot list", abs, e)),
+        let Some(rd) = read_dir(&abs).map_err(|e| Error::io("cannot list", &abs, e))? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for entry in rd {
@@ -161,17 +168,8 @@ impl Source for Worktree {
     /// As `list` would give it, without a repo path made for each entry: observations take
     /// the digest of every folder a loader depended on (thousands on a large homelab).
     fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
-        let rd = match std::fs::read_dir(self.abs(dir)) {
-            Ok(rd) => rd,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Some(super::cutoff::names_digest(std::iter::empty()))
-            }
-            Err(_) => return None,
+        let Some(rd) = read_dir(&self.abs(dir)).ok()? else {
+            return Some(super::cutoff::names_digest(std::iter::empty()));
         };
         let mut names: Vec<(String, Kind)> = Vec::new();
         for entry in rd {
