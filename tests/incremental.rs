@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fs;
+
 use common::{changes, expect, stat, Lab};
 use serde_json::Value;
 
@@ -264,5 +266,37 @@ fn a_broken_file_made_valid_is_loaded() {
     assert!(
         changes(&plan).contains(&("k8s:flux-system/extra".to_string(), "create".to_string())),
         "{plan}"
+    );
+}
+
+/// A service's compose file is found from one listing of its folder: renamed to another name
+/// compose takes, or made a symlink to a file beside it, it is still the one read (and a
+/// folder without one is still an error that says so).
+#[test]
+fn a_compose_file_renamed_or_linked_is_still_found() {
+    let lab = Lab::adopted();
+    let addr = "compose:mosquitto@CHELSTY-INFRA";
+    let dir = lab.path("services/mosquitto");
+    fs::rename(dir.join("docker-compose.yml"), dir.join("compose.yaml")).unwrap();
+    let (_, plan) = lab.plan_json(&[]);
+    assert!(
+        !changes(&plan).contains(&(addr.to_string(), "delete".to_string())),
+        "{plan}"
+    );
+    fs::rename(dir.join("compose.yaml"), dir.join("real.yml")).unwrap();
+    std::os::unix::fs::symlink("real.yml", dir.join("docker-compose.yml")).unwrap();
+    let (_, plan) = lab.plan_json(&[]);
+    assert!(
+        !changes(&plan).contains(&(addr.to_string(), "delete".to_string())),
+        "{plan}"
+    );
+    fs::remove_file(dir.join("docker-compose.yml")).unwrap();
+    let run = lab.hl(&["plan"]);
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("no compose file in services/mosquitto/"),
+        "{}",
+        run.stderr
     );
 }

@@ -388,11 +388,21 @@ fn walk_pattern(
     }
 }
 
+/// The first of `names` that is a file in `dir`, from one listing of the folder: every
+/// service probes four names, and a stat of each (and, after the loader, of each again for
+/// its observation) was a fifth of a first plan's compose loading. What the loader depends on
+/// is the same: a name absent stood for the folder's entries already.
 fn first_existing(ctx: &Ctx, dir: &RepoPath, names: &[&str]) -> Option<RepoPath> {
-    names
-        .iter()
-        .filter_map(|n| dir.join(n).ok())
-        .find(|p| ctx.files.is_file(p))
+    let entries = ctx.files.list(dir).ok()?;
+    names.iter().find_map(|n| {
+        let e = entries.iter().find(|e| e.path.file_name() == *n)?;
+        match e.kind {
+            Kind::File => Some(e.path.clone()),
+            // Where a link leads is asked of the link itself.
+            Kind::Symlink => ctx.files.is_file(&e.path).then(|| e.path.clone()),
+            Kind::Dir | Kind::Other => None,
+        }
+    })
 }
 
 fn node(
