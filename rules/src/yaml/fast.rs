@@ -6,8 +6,8 @@
 //! parsing was most of the plan's time.
 //!
 //! It never decides what the full parser would decide otherwise: anything outside what it
-//! knows (tags, anchors on keys, aliases in flow collections, multi-line plain or quoted
-//! scalars, flow collections over several lines, tabs and carriage returns, directives,
+//! knows (tags, anchors on keys, multi-line plain or quoted scalars, flow collections over
+//! several lines, tabs, carriage returns but in CRLF line breaks, directives,
 //! duplicate keys, keys that are not strings, a scalar whose value the full parser makes in a
 //! way not ported to [`super::scalar`]) and every malformed input returns `None`, and the
 //! caller parses the text with the full parser, which also locates its errors. The tests in
@@ -25,10 +25,22 @@ pub(super) fn docs(text: &str) -> Option<Vec<Value>> {
     if !printable(text) {
         return None;
     }
+    // Windows line breaks (CRLF) are line breaks as LF is, and become LF in block scalars, as
+    // libyaml reads them; a carriage return anywhere else is left to the full parser.
+    let bytes = text.as_bytes();
+    let crlf = memchr::memchr(b'\r', bytes).is_some();
+    if crlf && memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n')) {
+        return None;
+    }
     let mut lines: Vec<Line> = Vec::with_capacity(text.len() / 24 + 1);
     let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
-        lines.push(Line::new(text, start, end));
+    for end in memchr::memchr_iter(b'\n', bytes) {
+        let content_end = if crlf && end > start && bytes[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        lines.push(Line::new(text, start, content_end));
         start = end + 1;
     }
     // A last line without its line break: a block scalar ending there would lose nothing to
@@ -82,7 +94,7 @@ pub(super) fn docs(text: &str) -> Option<Vec<Value>> {
 /// controls, U+2028, U+2029, U+FEFF, U+FFFE, U+FFFF). Multi-byte characters are otherwise
 /// safe to scan byte by byte: none of their bytes is ASCII.
 fn printable(text: &str) -> bool {
-    let ascii_ok = |b: u8| (b >= 0x20 && b != 0x7f) || b == b'\n' || b == b'\t';
+    let ascii_ok = |b: u8| (b >= 0x20 && b != 0x7f) || matches!(b, b'\n' | b'\t' | b'\r');
     if text.is_ascii() {
         return text.bytes().all(ascii_ok);
     }

@@ -129,6 +129,11 @@ data:
         "a scalar merged is an error there"
     );
     assert_eq!(taken("a: 1e999999\n"), vec![json!({"a": "1e999999"})]);
+    // Windows line breaks, in block scalars too.
+    assert_eq!(
+        taken("a: 1\r\nb: |\r\n  x\r\n  y\r\n"),
+        vec![json!({"a": 1, "b": "x\ny\n"})]
+    );
 }
 
 #[test]
@@ -144,7 +149,7 @@ fn leaves_what_it_does_not_know_to_the_full_parser() {
         "a: \"two\n  lines\"\n",
         "a: [1,\n  2]\n",
         "a:\tb\n",
-        "a: b\r\n",
+        "a: b\rc\n",
         "%YAML 1.2\n---\na: 1\n",
         "a: 1\n...\n",
         "a: 1\na: 2\n",
@@ -501,6 +506,12 @@ fn random_documents_parse_alike() {
     let (mut seen, mut fast) = (0, 0);
     for seed in 0..3000 {
         let text = generated(seed);
+        // The same document with Windows line breaks.
+        assert_eq!(
+            agree(&text.replace('\n', "\r\n")),
+            docs(&text).is_some(),
+            "{text:?} with CRLF"
+        );
         seen += 1;
         if std::env::var("SHOW").is_ok() && docs(&text).is_none() && seen < 40 {
             eprintln!("=== {seed}\n{text}");
@@ -519,7 +530,8 @@ fn random_documents_parse_alike() {
 fn random_edits_parse_alike_or_are_left_alone() {
     const EDITS: &[&str] = &[
         " ", "  ", "\n", ":", ": ", "-", "- ", "#", " #", "'", "\"", "|", ">", "[", "]", "{", "}",
-        ",", "&a ", "*a", "!", "?", "\t", "\\", "---\n", "x", "1", "<<: ", "\n  ", "|-\n  ",
+        ",", "&a ", "*a", "!", "?", "\t", "\\", "---\n", "x", "1", "<<: ", "\n  ", "|-\n  ", "\r",
+        "\r\n",
     ];
     let mut r = Rng(0x5eed, 0);
     let mut taken_edits = 0;
@@ -543,6 +555,11 @@ fn random_edits_parse_alike_or_are_left_alone() {
             }
         }
         if let Ok(text) = String::from_utf8(text) {
+            let text = if seed % 2 == 1 {
+                text.replace('\n', "\r\n")
+            } else {
+                text
+            };
             if agree(&text) {
                 taken_edits += 1;
             }
