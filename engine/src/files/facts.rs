@@ -74,7 +74,7 @@ impl FileSet {
     /// is recorded with the digest of each one's facts, so that an edit that changes none of
     /// them does not make its loader run again (see [`super::cutoff`]). An error is never
     /// remembered.
-    pub fn derive<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static>(
+    pub fn derive<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
         &self,
         d: &Derivation<T>,
         p: &RepoPath,

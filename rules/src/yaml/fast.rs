@@ -771,6 +771,29 @@ impl Flow<'_, '_> {
         }
     }
 
+    /// The entries of the collection whose opening bracket is at the cursor, each read by
+    /// `entry`, separated by `,` up to `close`.
+    fn entries(&mut self, close: u8, mut entry: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.i += 1;
+        self.spaces();
+        if self.peek()? == close {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            entry(self)?;
+            self.spaces();
+            match self.peek()? {
+                b',' => self.i += 1,
+                c if c == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
     fn node(&mut self, depth: usize) -> Option<Value> {
         if depth > MAX_DEPTH {
             return None;
@@ -778,60 +801,30 @@ impl Flow<'_, '_> {
         self.spaces();
         match self.peek()? {
             b'[' => {
-                self.i += 1;
                 let mut items = Vec::new();
-                self.spaces();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(Value::Array(items));
-                }
-                loop {
-                    items.push(self.node(depth + 1)?);
-                    self.spaces();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(Value::Array(items));
-                        }
-                        _ => return None,
-                    }
-                }
+                self.entries(b']', |f| {
+                    items.push(f.node(depth + 1)?);
+                    Some(())
+                })?;
+                Some(Value::Array(items))
             }
             b'{' => {
-                self.i += 1;
                 let mut map = Map::new();
-                self.spaces();
-                if self.peek()? == b'}' {
-                    self.i += 1;
-                    return Some(Value::Object(map));
-                }
-                loop {
-                    self.spaces();
-                    let k = match self.scalar()? {
-                        Value::String(k) => k,
-                        _ => return None,
+                self.entries(b'}', |f| {
+                    f.spaces();
+                    let Value::String(k) = f.scalar()? else {
+                        return None;
                     };
-                    self.spaces();
-                    if self.peek()? != b':' || self.s.as_bytes().get(self.i + 1) != Some(&b' ') {
+                    f.spaces();
+                    if f.peek()? != b':' || f.s.as_bytes().get(f.i + 1) != Some(&b' ') {
                         return None;
                     }
-                    self.i += 1;
-                    let v = self.node(depth + 1)?;
-                    self.p.merges |= k == "<<";
-                    if map.insert(k, v).is_some() {
-                        return None;
-                    }
-                    self.spaces();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Some(Value::Object(map));
-                        }
-                        _ => return None,
-                    }
-                }
+                    f.i += 1;
+                    let v = f.node(depth + 1)?;
+                    f.p.merges |= k == "<<";
+                    map.insert(k, v).is_none().then_some(())
+                })?;
+                Some(Value::Object(map))
             }
             _ => self.scalar(),
         }
