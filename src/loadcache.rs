@@ -531,53 +531,66 @@ pub fn discover(
         },
     );
     journal.clear();
-    let mut kinds = BTreeMap::new();
+    // Which units hold, and which loaders run again.
+    let mut units: Vec<(&str, Option<(Unit, Body)>)> = Vec::new();
+    for kind in hl_rules::KINDS {
+        let old = old_kinds.remove(kind);
+        let body = bodies.remove(kind);
+        let held_unit = match (old, body, checks.remove(kind)) {
+            (Some(u), Some(b), Some(Check::Same(None))) => Some((u, b)),
+            (Some(mut u), Some(b), Some(Check::Same(Some(now)))) => {
+                u.seen = encode(&now)?;
+                Some((u, b))
+            }
+            (Some(mut u), Some(b), Some(Check::Held(seen, now))) => {
+                let (now, changed) = held_now(seen, now);
+                u.seen = encode(&now)?;
+                held.insert(kind.to_string(), changed);
+                Some((u, b))
+            }
+            _ => None,
+        };
+        units.push((kind, held_unit));
+    }
+    // The loaders that run, side by side, each on a view of the files of its own (what one
+    // depends on is its unit's alone): one loader's sequential steps (a tree walked, a Flux
+    // graph resolved) then overlap another's parallel parsing.
+    let to_run: Vec<&str> = units
+        .iter()
+        .filter(|(_, u)| u.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    if !to_run.is_empty() {
+        whole = true;
+        crate::memory::churn_ahead();
+    }
+    let mut ran: BTreeMap<&str, Result<Ran, Error>> = to_run
+        .par_iter()
+        .map(|kind| {
+            (
+                *kind,
+                load(files, hl_dir, &build, &topology, &topology_path, kind),
+            )
+        })
+        .collect();
+    // Units in load order, not the map's: the nodes' order must not depend on the cache.
     let mut discovered = Discovered {
         topology: topology.clone(),
         topology_path: topology_path.clone(),
         nodes: Vec::new(),
         notes: Vec::new(),
     };
-    // Units in load order, not the map's: the nodes' order must not depend on the cache.
-    for kind in hl_rules::KINDS {
-        let old = old_kinds.remove(kind);
-        let body = bodies.remove(kind);
-        let (unit, body) = match (old, body, checks.remove(kind)) {
-            (Some(u), Some(b), Some(Check::Same(None))) => (u, b),
-            (Some(mut u), Some(b), Some(Check::Same(Some(now)))) => {
-                u.seen = encode(&now)?;
-                (u, b)
-            }
-            (Some(mut u), Some(b), Some(Check::Held(seen, now))) => {
-                let (now, changed) = held_now(seen, now);
-                u.seen = encode(&now)?;
-                held.insert(kind.to_string(), changed);
-                (u, b)
-            }
-            _ => {
-                whole = true;
-                files.remember(old_facts(hl_dir, kind, &build));
-                files.watch();
-                crate::memory::churn_ahead();
-                let started = std::time::Instant::now();
-                let (nodes, notes) =
-                    hl_rules::discover_kind(files, &topology, &topology_path, kind)?;
-                tracing::info!(
-                    kind,
-                    ms = started.elapsed().as_secs_f64() * 1e3,
-                    "loader ran"
-                );
-                let seen = files.observations();
-                trusted &= seen.is_some();
-                if let Some(bytes) = seen
-                    .as_ref()
-                    .and_then(|_| encode_facts(files.take_facts(), &build))
-                {
+    let mut kinds = BTreeMap::new();
+    for (kind, held_unit) in units {
+        let (unit, body) = match held_unit {
+            Some(u) => u,
+            None => {
+                let ran = ran.remove(kind).expect("every loader that runs is run")?;
+                trusted &= ran.trusted;
+                if let Some(bytes) = ran.facts {
                     learnt.facts.push((kind.to_string(), bytes));
                 }
-                let body = Body { nodes, notes };
-                let unit = unit(&seen.unwrap_or_default(), &body)?;
-                (unit, body)
+                (ran.unit, ran.body)
             }
         };
         discovered.nodes.extend(body.nodes);
@@ -609,6 +622,49 @@ pub fn discover(
         learnt.facts.clear();
     }
     Ok((discovered, learnt))
+}
+
+/// A loader run again: its unit, its nodes, its facts to keep (encoded), and whether what it
+/// saw can be trusted for the next run.
+struct Ran {
+    unit: Unit,
+    body: Body,
+    facts: Option<Vec<u8>>,
+    trusted: bool,
+}
+
+/// Runs the loader of `kind` on a view of `files` of its own, watched from the start.
+fn load(
+    files: &FileSet,
+    hl_dir: &Path,
+    build: &str,
+    topology: &Topology,
+    topology_path: &RepoPath,
+    kind: &str,
+) -> Result<Ran, Error> {
+    let files = files.view();
+    files.remember(old_facts(hl_dir, kind, build));
+    files.watch();
+    let started = std::time::Instant::now();
+    let (nodes, notes) = hl_rules::discover_kind(&files, topology, topology_path, kind)?;
+    tracing::info!(
+        kind,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "loader ran"
+    );
+    let seen = files.observations();
+    let facts = seen
+        .as_ref()
+        .and_then(|_| encode_facts(files.take_facts(), build));
+    let trusted = seen.is_some();
+    let body = Body { nodes, notes };
+    let unit = unit(&seen.unwrap_or_default(), &body)?;
+    Ok(Ran {
+        unit,
+        body,
+        facts,
+        trusted,
+    })
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ impl FileSet {
             let (p, _) = &seen[i];
             let cut = cutoff(p)?;
             let s = self.seen_now(p)?;
-            if s.key.is_none_or(|k| k.changed_ns() >= self.started) {
+            if s.key.is_none_or(|k| k.changed_ns() >= self.run.started) {
                 return None;
             }
             let holds = match cut {
@@ -187,7 +187,7 @@ impl FileSet {
 
     /// The digest of a folder's entries, names and kinds.
     pub(super) fn listing_digest(&self, dir: &RepoPath) -> Option<[u8; 32]> {
-        self.source.listing_digest(dir)
+        self.run.source.listing_digest(dir)
     }
 }
 
@@ -257,15 +257,17 @@ impl FileSet {
         use rayon::prelude::*;
         deps.par_iter().all(|(p, dep)| {
             // A file the same on both sides is the same kind on both: no stat needed.
-            let other_kind = other.source.kind(p);
+            let other_kind = other.run.source.kind(p);
             if other_kind == Some(super::Kind::File) && same(p) {
                 return true;
             }
-            let kind = self.source.kind(p);
-            if kind != other_kind || self.source.target_kind(p) != other.source.target_kind(p) {
+            let kind = self.run.source.kind(p);
+            if kind != other_kind
+                || self.run.source.target_kind(p) != other.run.source.target_kind(p)
+            {
                 return false;
             }
-            match (dep, self.source.target_kind(p)) {
+            match (dep, self.run.source.target_kind(p)) {
                 (Dependence::Kind, _) | (_, None) => true,
                 (_, Some(super::Kind::Dir)) => {
                     self.listing_digest(p).is_some()
@@ -445,7 +447,7 @@ mod tests {
         let d = RepoPath::new("d").unwrap();
         let files = FileSet::new(root).unwrap();
         // Statted first (as the load cache's check does), then listed by the loader.
-        let old = vec![(d.clone(), files.source.seen(&d).unwrap())];
+        let old = vec![(d.clone(), files.run.source.seen(&d).unwrap())];
         files.moved(&old);
         files.watch();
         assert_eq!(files.list(&d).unwrap().len(), 1);

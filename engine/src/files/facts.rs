@@ -35,20 +35,20 @@ pub type Facts = HashMap<(String, RepoPath), Fact>;
 pub(super) struct Memory {
     known: Facts,
     used: Facts,
-    /// Facts of kept derivations made this run, whole (fields a fact does not remember
-    /// included), with the digest of the bytes they were made of.
-    kept: HashMap<(&'static str, RepoPath), Kept>,
 }
 
-/// A kept derivation's facts: the digest of the bytes they were made of, and the value.
-type Kept = (Digest<Content>, Arc<dyn Any + Send + Sync>);
+/// Facts of kept derivations made this run, whole (fields a fact does not remember included),
+/// with the digest of the bytes they were made of, by derivation and path.
+pub(super) type Kept = HashMap<(&'static str, RepoPath), (Digest<Content>, KeptValue)>;
+
+/// A kept derivation's facts.
+type KeptValue = Arc<dyn Any + Send + Sync>;
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Memory")
             .field("known", &self.known.len())
             .field("used", &self.used.len())
-            .field("kept", &self.kept.len())
             .finish()
     }
 }
@@ -137,7 +137,7 @@ impl FileSet {
         // Only a file that cannot still be changing within this clock tick is remembered (as
         // with racy git index entries), and only where the source can tell it changed.
         if let Some(seen) =
-            seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.changed_ns() < self.started))
+            seen.filter(|s| s.kind == 1 && s.key.is_some_and(|k| k.changed_ns() < self.run.started))
         {
             self.facts
                 .lock()
@@ -159,10 +159,10 @@ impl FileSet {
         value: &T,
     ) {
         if let (Some(part), Some(digest)) = (d.kept, digest) {
-            self.facts
+            self.run
+                .kept
                 .lock()
                 .expect("no panics hold this lock")
-                .kept
                 .insert((d.tag, p.clone()), (digest, Arc::new(part(value))));
         }
     }
@@ -177,9 +177,8 @@ impl FileSet {
         p: &RepoPath,
     ) -> Result<T, Error> {
         if let Some(hashed) = self.digest(p) {
-            let memory = self.facts.lock().expect("no panics hold this lock");
+            let memory = self.run.kept.lock().expect("no panics hold this lock");
             let kept = memory
-                .kept
                 .get(&(d.tag, p.clone()))
                 .filter(|(digest, _)| *digest == hashed)
                 .and_then(|(_, value)| value.downcast_ref::<T>())
@@ -263,7 +262,7 @@ impl FileSet {
             let Some(s) = self.seen_now(&p) else {
                 return;
             };
-            if s.key.is_some_and(|k| k.changed_ns() >= self.started) {
+            if s.key.is_some_and(|k| k.changed_ns() >= self.run.started) {
                 return;
             }
             deps.push((p, s));

@@ -205,8 +205,26 @@ pub struct StatsSnapshot {
 }
 
 /// The repo's files for one run: each read at most once, each hashed at most once.
+///
+/// A [`FileSet::view`] shares all of that with the set it was made from, but records its own
+/// dependencies and facts, so that loaders can run side by side, each watched alone.
 #[derive(Debug)]
 pub struct FileSet {
+    run: Arc<Run>,
+    /// While loaders run: every path whose state they depended on, and how deeply.
+    watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Watch>>>,
+    /// Facts derived from single files, from earlier runs and this one.
+    facts: Mutex<facts::Memory>,
+    /// Whether the watch is for the load cache (facts and walks remembered), not only for
+    /// [`FileSet::dependencies`].
+    remembering: std::sync::atomic::AtomicBool,
+    /// What this run did (every view of it counted together).
+    pub stats: Arc<Stats>,
+}
+
+/// What every view of a run's files shares.
+#[derive(Debug)]
+struct Run {
     source: Box<dyn Source>,
     /// Paths read from the source at least once (for the `files_read` count).
     counted: Mutex<rustc_hash::FxHashSet<RepoPath>>,
@@ -215,8 +233,6 @@ pub struct FileSet {
     /// Paths whose content is known to be the git blob with this id: their digest is derived
     /// from the id, without reading or hashing the file.
     identities: HashMap<RepoPath, String>,
-    /// While loaders run: every path whose state they depended on, and how deeply.
-    watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Watch>>>,
     /// When this run started (ns since the epoch, by the file systems' clock: see
     /// [`crate::time::fs_now_ns`]), to tell racy observations.
     started: i128,
@@ -227,18 +243,13 @@ pub struct FileSet {
     /// Folders listed while a loader's view was kept: the stat made before each listing, and
     /// the listing's digest.
     listed: Mutex<FxHashMap<RepoPath, (Seen, [u8; 32])>>,
-    /// Facts derived from single files, from earlier runs and this one.
-    facts: Mutex<facts::Memory>,
+    /// Facts of kept derivations made this run (see [`FileSet::derived`]).
+    kept: Mutex<facts::Kept>,
     /// The content digest of each file read from the work tree this run, made while its bytes
     /// were at hand, with its stat key from before the read: hashing a file the loaders read
     /// (most of them, on a first plan) then does not read it again, as long as its stat key is
     /// still that one.
     loaded: Mutex<FxHashMap<RepoPath, (StatKey, Digest<Content>)>>,
-    /// Whether the watch is for the load cache (facts and walks remembered), not only for
-    /// [`FileSet::dependencies`].
-    remembering: std::sync::atomic::AtomicBool,
-    /// What this run did.
-    pub stats: Stats,
 }
 
 impl FileSet {
@@ -250,18 +261,34 @@ impl FileSet {
     /// The files of any source.
     pub fn from_source(source: Box<dyn Source>) -> FileSet {
         FileSet {
-            source,
-            counted: Mutex::default(),
-            digests: Default::default(),
-            loaded: Mutex::default(),
-            identities: HashMap::new(),
+            run: Arc::new(Run {
+                source,
+                counted: Mutex::default(),
+                digests: Default::default(),
+                loaded: Mutex::default(),
+                identities: HashMap::new(),
+                statted: Mutex::default(),
+                listed: Mutex::default(),
+                kept: Mutex::default(),
+                started: crate::time::fs_now_ns(),
+            }),
             watched: Mutex::new(None),
-            statted: Mutex::default(),
-            listed: Mutex::default(),
             facts: Mutex::default(),
             remembering: Default::default(),
-            started: crate::time::fs_now_ns(),
-            stats: Stats::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Another view of the same run's files: what was read, statted, listed and hashed is
+    /// shared, and counted together, but the view watches (and remembers facts) alone. Each
+    /// loader of a run gets one, so that loaders can run side by side.
+    pub fn view(&self) -> FileSet {
+        FileSet {
+            run: self.run.clone(),
+            watched: Mutex::new(None),
+            facts: Mutex::default(),
+            remembering: Default::default(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -360,7 +387,7 @@ impl FileSet {
         let seen = self.absent_as_parents(seen?);
         let racy = seen
             .iter()
-            .any(|(_, s)| s.key.is_some_and(|k| k.changed_ns() >= self.started));
+            .any(|(_, s)| s.key.is_some_and(|k| k.changed_ns() >= self.run.started));
         if racy {
             return None;
         }
@@ -380,6 +407,7 @@ impl FileSet {
                 (2, Some(_)) => {
                     // Listed by the loader after the stat `s`: that listing's digest.
                     let listed = self
+                        .run
                         .listed
                         .lock()
                         .expect("no panics hold this lock")
@@ -393,7 +421,7 @@ impl FileSet {
                     // The entries must be the ones the loader saw: the folder as recorded
                     // (stat made before it was listed, maybe at the start of the run) and as
                     // it is now, after the digest, must be one and the same.
-                    (self.source.seen(p).as_ref() == Some(s))
+                    (self.run.source.seen(p).as_ref() == Some(s))
                         .then(|| Some((p.clone(), Cutoff::Listing(digest))))
                 }
                 _ => Some(None),
@@ -471,7 +499,7 @@ impl FileSet {
     fn stat_all(&self, seen: &[(RepoPath, Seen)]) -> Vec<bool> {
         // Stats made earlier this run (another unit's check) are not made again.
         let known: Vec<Option<Seen>> = {
-            let memo = self.statted.lock().expect("no panics hold this lock");
+            let memo = self.run.statted.lock().expect("no panics hold this lock");
             if memo.is_empty() {
                 Vec::new()
             } else {
@@ -486,7 +514,7 @@ impl FileSet {
                     return (p.clone(), Some(s.clone()));
                 }
                 Stats::bump(&self.stats.files_statted);
-                (p.clone(), self.source.seen(p))
+                (p.clone(), self.run.source.seen(p))
             })
             .collect();
         let same = seen
@@ -498,7 +526,7 @@ impl FileSet {
                 n => n.as_ref() == Some(s),
             })
             .collect();
-        let mut memo = self.statted.lock().expect("no panics hold this lock");
+        let mut memo = self.run.statted.lock().expect("no panics hold this lock");
         memo.reserve(now.len());
         memo.extend(now.into_iter().filter_map(|(p, n)| Some((p, n?))));
         same
@@ -507,6 +535,7 @@ impl FileSet {
     /// What `p` is now: this run's stat of it if it has one, else a new one (remembered).
     fn seen_now(&self, p: &RepoPath) -> Option<Seen> {
         if let Some(s) = self
+            .run
             .statted
             .lock()
             .expect("no panics hold this lock")
@@ -514,9 +543,10 @@ impl FileSet {
         {
             return Some(s.clone());
         }
-        let s = self.source.seen(p)?;
+        let s = self.run.source.seen(p)?;
         Stats::bump(&self.stats.files_statted);
-        self.statted
+        self.run
+            .statted
             .lock()
             .expect("no panics hold this lock")
             .insert(p.clone(), s.clone());
@@ -527,18 +557,20 @@ impl FileSet {
     /// id. Used when two revisions are compared, so a file that is the same on both sides is
     /// neither read nor hashed.
     pub fn with_identities(mut self, ids: HashMap<RepoPath, String>) -> FileSet {
-        self.identities = ids;
+        Arc::get_mut(&mut self.run)
+            .expect("identities are declared before any view is made")
+            .identities = ids;
         self
     }
 
     /// What to call the source in messages.
     pub fn label(&self) -> String {
-        self.source.label()
+        self.run.source.label()
     }
 
     /// The repo root on disk.
     pub fn root(&self) -> &Path {
-        self.source.root()
+        self.run.source.root()
     }
 
     /// The on-disk path of a repo path (for messages).
@@ -553,30 +585,30 @@ impl FileSet {
     /// What `p` is, without following a final symlink.
     pub fn kind(&self, p: &RepoPath) -> Option<Kind> {
         self.note_kind(p);
-        self.source.kind(p)
+        self.run.source.kind(p)
     }
 
     /// Whether `p` is a file (through symlinks inside the repo).
     pub fn is_file(&self, p: &RepoPath) -> bool {
         self.note_kind(p);
-        self.source.target_kind(p) == Some(Kind::File)
+        self.run.source.target_kind(p) == Some(Kind::File)
     }
 
     /// Whether `p` is a folder (through symlinks inside the repo).
     pub fn is_dir(&self, p: &RepoPath) -> bool {
         self.note_kind(p);
-        self.source.target_kind(p) == Some(Kind::Dir)
+        self.run.source.target_kind(p) == Some(Kind::Dir)
     }
 
     /// Whether `p` exists (a dangling symlink does not).
     pub fn exists(&self, p: &RepoPath) -> bool {
         self.note_kind(p);
-        self.source.target_kind(p).is_some()
+        self.run.source.target_kind(p).is_some()
     }
 
     /// Refuses a path that resolves, through symlinks, to somewhere outside the repo.
     pub fn check_inside(&self, p: &RepoPath) -> Result<(), Error> {
-        self.source.check_inside(p)
+        self.run.source.check_inside(p)
     }
 
     /// The entries of a folder, sorted (an absent folder is empty).
@@ -590,9 +622,10 @@ impl FileSet {
         } else {
             None
         };
-        let entries = self.source.list(dir)?;
+        let entries = self.run.source.list(dir)?;
         if let Some(seen) = before.filter(|s| s.kind == 2 && s.key.is_some()) {
-            self.listed
+            self.run
+                .listed
                 .lock()
                 .expect("no panics hold this lock")
                 .insert(dir.clone(), (seen, cutoff::entries_digest(&entries)));
@@ -609,7 +642,7 @@ impl FileSet {
         {
             Some(entries) => entries,
             None => {
-                let entries = self.source.walk(dir, hidden)?;
+                let entries = self.run.source.walk(dir, hidden)?;
                 if remembering {
                     self.remember_walk(dir, hidden, &entries);
                 }
@@ -634,12 +667,13 @@ impl FileSet {
         self.note(p);
         let (data, digest) = self.load_digested(p)?;
         let hashed = self
+            .run
             .digests
             .read()
             .expect("no panics hold this lock")
             .get(p)
             .copied();
-        if let Some(d) = hashed.filter(|_| !self.identities.contains_key(p)) {
+        if let Some(d) = hashed.filter(|_| !self.run.identities.contains_key(p)) {
             if digest.unwrap_or_else(|| Digest::of(&data)) != d {
                 return Err(Error::repo(
                     format!("{p} changed while hl was reading the repo"),
@@ -665,12 +699,12 @@ impl FileSet {
     fn load_digested(&self, p: &RepoPath) -> Result<Loaded, Error> {
         // Statted before the read, or not at all: a digest is never paired with a stat key
         // newer than the bytes it was made of.
-        let (data, blob, before) = match self.source.read_plain(p)? {
+        let (data, blob, before) = match self.run.source.read_plain(p)? {
             Some((data, key)) => {
                 // The path's stat for the run, where it has none yet: what the loaders'
                 // observations and hashing use instead of a stat of their own.
                 if self.watching() {
-                    let mut memo = self.statted.lock().expect("no panics hold this lock");
+                    let mut memo = self.run.statted.lock().expect("no panics hold this lock");
                     memo.entry(p.clone()).or_insert(Seen {
                         kind: 1,
                         key: Some(key),
@@ -679,22 +713,24 @@ impl FileSet {
                 (data, false, Some(key))
             }
             None => {
-                if self.source.kind(p) == Some(Kind::Symlink) {
-                    self.source.check_inside(p)?;
+                if self.run.source.kind(p) == Some(Kind::Symlink) {
+                    self.run.source.check_inside(p)?;
                 }
                 let before = self.statted_file_key(p);
-                let (data, blob) = self.source.read(p)?;
+                let (data, blob) = self.run.source.read(p)?;
                 (data, blob, before)
             }
         };
         let digest = (!blob).then(|| Digest::of(&data));
         if let (Some(key), Some(d)) = (before, digest) {
-            self.loaded
+            self.run
+                .loaded
                 .lock()
                 .expect("no panics hold this lock")
                 .insert(p.clone(), (key, d));
         }
         if self
+            .run
             .counted
             .lock()
             .expect("no panics hold this lock")
@@ -720,11 +756,11 @@ impl FileSet {
     /// cache learnt: the files hashed, and its entries for paths no longer hashed.
     pub fn hash_all(&self, paths: &[RepoPath], cache: &StatCache) -> Result<StatUpdate, Error> {
         type Hashed = (RepoPath, Option<StatKey>, Digest<Content>, bool);
-        let memo = std::mem::take(&mut *self.statted.lock().expect("no panics hold this lock"));
+        let memo = std::mem::take(&mut *self.run.statted.lock().expect("no panics hold this lock"));
         let results: Vec<Result<Hashed, Error>> = paths
             .par_iter()
             .map(|p| {
-                if let Some(oid) = self.identities.get(p) {
+                if let Some(oid) = self.run.identities.get(p) {
                     return Ok((p.clone(), None, git_identity(oid), true));
                 }
                 let known = memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key);
@@ -743,7 +779,7 @@ impl FileSet {
         let results: Vec<Hashed> = results.into_iter().collect::<Result<_, _>>()?;
         let mut update = StatUpdate::default();
         let mut found = 0;
-        let mut digests = self.digests.write().expect("no panics hold this lock");
+        let mut digests = self.run.digests.write().expect("no panics hold this lock");
         digests.reserve(results.len());
         for (p, key, d, hit) in results {
             found += usize::from(cache.contains(&p));
@@ -767,7 +803,7 @@ impl FileSet {
     /// The stat cache's entries whose file is not as it recorded (or whose entry is not
     /// trusted): what [`FileSet::hash_all`] would hash. Stats made this run are reused.
     pub fn stat_misses(&self, cache: &StatCache) -> Vec<RepoPath> {
-        let memo = self.statted.lock().expect("no panics hold this lock");
+        let memo = self.run.statted.lock().expect("no panics hold this lock");
         let paths: Vec<(&RepoPath, Option<StatKey>)> = cache
             .paths()
             .map(|p| (p, memo.get(p).filter(|s| s.kind == 1).and_then(|s| s.key)))
@@ -780,7 +816,7 @@ impl FileSet {
                     Some(k) => Some(*k),
                     None => {
                         Stats::bump(&self.stats.files_statted);
-                        self.source.stat_key(p).ok().flatten()
+                        self.run.source.stat_key(p).ok().flatten()
                     }
                 };
                 key.is_none_or(|k| cache.lookup(p, &k).is_none())
@@ -798,7 +834,7 @@ impl FileSet {
             if self.digest(p).is_some() {
                 continue;
             }
-            let d = if let Some(oid) = self.identities.get(p) {
+            let d = if let Some(oid) = self.run.identities.get(p) {
                 git_identity(oid)
             } else {
                 let key = self.stat_unless_known(p, self.statted_file_key(p))?;
@@ -817,7 +853,8 @@ impl FileSet {
                     }
                 }
             };
-            self.digests
+            self.run
+                .digests
                 .write()
                 .expect("no panics hold this lock")
                 .insert(p.clone(), d);
@@ -828,7 +865,8 @@ impl FileSet {
     /// The digest of what was read of `p` this run, if it was read while its stat key was
     /// `key`.
     fn loaded_digest(&self, p: &RepoPath, key: &StatKey) -> Option<Digest<Content>> {
-        self.loaded
+        self.run
+            .loaded
             .lock()
             .expect("no panics hold this lock")
             .get(p)
@@ -838,7 +876,8 @@ impl FileSet {
 
     /// The stat key of `p` when it was statted as a file this run.
     fn statted_file_key(&self, p: &RepoPath) -> Option<StatKey> {
-        self.statted
+        self.run
+            .statted
             .lock()
             .expect("no panics hold this lock")
             .get(p)
@@ -855,7 +894,7 @@ impl FileSet {
         if known.is_some() {
             return Ok(known);
         }
-        let key = self.source.stat_key(p)?;
+        let key = self.run.source.stat_key(p)?;
         if key.is_some() {
             Stats::bump(&self.stats.files_statted);
         }
@@ -866,7 +905,7 @@ impl FileSet {
     /// was made of the bytes (not a stand-in made of a git blob id). A rule telling its output
     /// digest uses it for files its artifact holds byte for byte, without reading them again.
     pub fn content_hash(&self, p: &RepoPath) -> Option<[u8; 32]> {
-        if self.identities.contains_key(p) {
+        if self.run.identities.contains_key(p) {
             return None;
         }
         self.digest(p).map(|d| *d.bytes())
@@ -874,7 +913,8 @@ impl FileSet {
 
     /// The content digest of a path hashed by [`FileSet::hash_all`].
     pub fn digest(&self, p: &RepoPath) -> Option<Digest<Content>> {
-        self.digests
+        self.run
+            .digests
             .read()
             .expect("no panics hold this lock")
             .get(p)
