@@ -249,9 +249,31 @@ fn look(
     }
 }
 
-/// Keeps the plan of a session that saved its caches as `saved`; nothing when the load cache
-/// does not hold this run's nodes. A memo that cannot be written is only work lost.
-pub fn keep(session: &Session, saved: Saved) {
+/// Writes what patching the plan of a session needs ([`crate::planindex`]), before its caches
+/// are saved or while they are (it depends on the load cache's generation alone): the id of
+/// the evaluations written, or `None`.
+pub fn index(session: &Session) -> Option<u64> {
+    let loadcache = session.loadcache_generation()?;
+    let key = crate::planindex::nodes_key(
+        &crate::loadcache::build_id(),
+        loadcache,
+        &session.lab.removed_needs,
+    );
+    crate::planindex::keep(
+        &hl_dir(&session.root),
+        key,
+        &session.graph,
+        &session.eval,
+        &session.plan,
+        &session.state,
+        session.state_spans.as_ref(),
+    )
+}
+
+/// Keeps the plan of a session that saved its caches as `saved`, with its [`index`]; nothing
+/// when the load cache does not hold this run's nodes. A memo that cannot be written is only
+/// work lost.
+pub fn keep(session: &Session, saved: Saved, index: Option<u64>) {
     let Some(loadcache) = saved.loadcache else {
         let _ = std::fs::remove_file(path(&session.root));
         return;
@@ -275,20 +297,6 @@ pub fn keep(session: &Session, saved: Saved) {
             (!recorded).then_some((ev.input, ev.built))
         })
         .collect();
-    let key = crate::planindex::nodes_key(
-        &crate::loadcache::build_id(),
-        loadcache,
-        &session.lab.removed_needs,
-    );
-    let index = crate::planindex::keep(
-        &hl_dir(&session.root),
-        key,
-        &session.graph,
-        &session.eval,
-        &session.plan,
-        &session.state,
-        session.state_spans.as_ref(),
-    );
     let place = crate::planindex::places(&session.graph, &session.plan);
     let mut plan = session.plan.clone();
     plan.steps.retain(crate::render::visible);

@@ -181,7 +181,35 @@ impl Session {
 
     /// Saves what this run learnt about file hashes, when it learnt anything. Commands call
     /// it once their own checks of the request passed, so a refused command writes nothing.
+    /// The load cache (with its facts) and the stat cache are written side by side: neither
+    /// depends on the other, and each is mostly one thread's encoding and copying.
     pub fn save_stat_cache(&self) -> Result<Saved, Error> {
+        let (loadcache, statcache) = rayon::join(
+            || self.save_load_cache(),
+            || {
+                if self.stat_update.is_empty() {
+                    Ok(self.stat.identity())
+                } else {
+                    ensure_hl_dir(&self.root)?;
+                    self.stat
+                        .save(&hl_dir(&self.root).join("statcache"), &self.stat_update)
+                }
+            },
+        );
+        loadcache?;
+        Ok(Saved {
+            loadcache: self.loadcache_generation(),
+            statcache: statcache?,
+        })
+    }
+
+    /// The load cache's generation once this run saved it: `None` when it does not hold this
+    /// run's nodes.
+    pub fn loadcache_generation(&self) -> Option<u64> {
+        self.learnt.generation
+    }
+
+    fn save_load_cache(&self) -> Result<(), Error> {
         if let Some(bytes) = &self.learnt.loadcache {
             ensure_hl_dir(&self.root)?;
             // Facts first: a load cache is never newer than the facts it was loaded with.
@@ -201,17 +229,7 @@ impl Session {
                 record,
             )?;
         }
-        let statcache = if self.stat_update.is_empty() {
-            self.stat.identity()
-        } else {
-            ensure_hl_dir(&self.root)?;
-            self.stat
-                .save(&hl_dir(&self.root).join("statcache"), &self.stat_update)?
-        };
-        Ok(Saved {
-            loadcache: self.learnt.generation,
-            statcache,
-        })
+        Ok(())
     }
 
     /// The plan narrowed to a selection (checked: an unknown `--target` is an error).

@@ -71,9 +71,14 @@ pub fn run(opts: &Options, args: PlanArgs) -> Result<u8, Error> {
         super::refresh::apply_drift(&mut session)?;
     }
     let plan = session.selected_plan(&selector)?;
-    let saved = crate::session::phase("save", || session.save_stat_cache())?;
-    if plain {
-        crate::session::phase("keep", || crate::planmemo::keep(&session, saved));
+    // The caches and the plan's index are written side by side; the memo, last, names both.
+    let (saved, index) = rayon::join(
+        || crate::session::phase("save", || session.save_stat_cache()),
+        || plain.then(|| crate::session::phase("index", || crate::planmemo::index(&session))),
+    );
+    let saved = saved?;
+    if let Some(index) = index {
+        crate::session::phase("keep", || crate::planmemo::keep(&session, saved, index));
     }
     if let Some(out) = &args.out {
         crate::saved::SavedPlan::of(&plan, &session.root).save(out)?;
