@@ -756,7 +756,9 @@ fn kubernetes_comment_edit_is_noop_output_identical() {
 fn the_planned_output_of_a_node_is_the_digest_of_its_built_artifact() {
     let lab = Lab::fresh();
     let (_, plan) = lab.plan_json(&[]);
-    for kind in ["k8s:", "compose:"] {
+    // Every compose node: with and without a host's override, with and without a contract
+    // (the plan takes their digests from what discovery kept; a build makes the files).
+    for (kind, count) in [("k8s:", 4), ("compose:", usize::MAX)] {
         let nodes: Vec<(String, String)> = plan["steps"]
             .as_array()
             .expect("steps")
@@ -773,7 +775,13 @@ fn the_planned_output_of_a_node_is_the_digest_of_its_built_artifact() {
             nodes.len() >= 3,
             "the sample homelab has {kind} nodes: {nodes:?}"
         );
-        for (address, output) in nodes.iter().take(4) {
+        if kind == "compose:" {
+            assert!(
+                nodes.iter().any(|(a, _)| a == "compose:caddy@VPS"),
+                "the sample homelab's caddy on VPS has an override: {nodes:?}"
+            );
+        }
+        for (address, output) in nodes.iter().take(count) {
             let built = lab.hl(&["build", address]);
             built.code(0);
             assert!(

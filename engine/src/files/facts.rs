@@ -339,6 +339,45 @@ mod tests {
         assert_eq!(next.stats.snapshot().files_read, 0);
     }
 
+    /// Two loaders on views of one run's files, side by side: each view's observations and
+    /// facts are its own (a loader's unit depends on what it read, not on what the other did),
+    /// while a file is read once for both, and counted once.
+    #[test]
+    fn views_watch_alone_and_share_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("a", "1\n"), ("b", "1\n2\n"), ("shared", "1\n2\n3\n")] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        crate::time::settle(&dir.path().join("shared"));
+        let p = |s| RepoPath::new(s).unwrap();
+        let files = FileSet::new(dir.path()).unwrap();
+        let (one, two) = (files.view(), files.view());
+        one.watch();
+        two.watch();
+        let ((a, s1), (b, s2)) = rayon::join(
+            || (lines(&one, &p("a")), lines(&one, &p("shared"))),
+            || (lines(&two, &p("b")), lines(&two, &p("shared"))),
+        );
+        assert_eq!((a, b, s1, s2), (2, 3, 4, 4));
+        let seen = |v: &FileSet| -> Vec<String> {
+            let obs = v.observations().expect("trusted");
+            obs.seen.iter().map(|(p, _)| p.to_string()).collect()
+        };
+        assert_eq!(seen(&one), ["a", "shared"]);
+        assert_eq!(seen(&two), ["b", "shared"]);
+        let keys = |facts: Facts| -> Vec<String> {
+            let mut keys: Vec<String> = facts.keys().map(|(_, p)| p.to_string()).collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys(one.take_facts()), ["a", "shared"]);
+        assert_eq!(keys(two.take_facts()), ["b", "shared"]);
+        // The set they were made of watched nothing, and counts the reads of both.
+        assert!(files.observations().is_none());
+        assert_eq!(count(&files), 3);
+        assert_eq!(count(&one), 3);
+    }
+
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     static COUNTED: Derivation<usize> = Derivation::new("test.counted.v1", |b, _| {
         CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use hl_engine::{Derivation, Error, FileSet, Origin, Rederive, RepoPath};
+use hl_engine::{canonical_pretty, Derivation, Error, FileSet, Origin, Rederive, RepoPath};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -37,6 +37,25 @@ pub struct Contract {
     pub dependencies: Vec<(String, Origin)>,
     /// Its `requires`, when that is a mapping.
     pub requires: Option<Requires>,
+    /// The digest of the release's `hl-service.json` made of it (see [`Project::released`]).
+    #[serde(skip)]
+    pub released: Option<[u8; 32]>,
+}
+
+/// What placements use of a compose file or override: the parts that name repo files (see
+/// [`mount_parts`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Project {
+    /// The parts.
+    pub parts: Value,
+    /// The digest of the release's `compose.yaml` made of this file alone (no override
+    /// merged), for a service in the file's own folder. Made while the file is parsed for its
+    /// facts, kept for the plan of the same run ([`Derivation::kept`]: the plan then takes a
+    /// release's digest without parsing the file again), never remembered: it changes with any
+    /// value of the file, and the facts must not.
+    #[serde(skip)]
+    pub released: Option<[u8; 32]>,
 }
 
 /// A contract's `requires`.
@@ -80,7 +99,7 @@ pub struct Facts<'a> {
     files: &'a FileSet,
     probes: Mutex<HashMap<RepoPath, bool>>,
     listings: Memo<Vec<Listed>>,
-    projects: Memo<Value>,
+    projects: Memo<Project>,
     contracts: Memo<Contract>,
     capabilities: Memo<Capabilities>,
     dotenvs: Memo<()>,
@@ -124,7 +143,7 @@ impl<'a> Facts<'a> {
     /// A compose file or override, checked for plaintext secrets, cut down to the parts that
     /// name repo files (see [`mount_parts`]).
     pub fn project(&self, p: &RepoPath) -> Result<Value, Error> {
-        self.projects.get(self.files, &PROJECT, p)
+        Ok(self.projects.get(self.files, &PROJECT, p)?.parts)
     }
 
     /// A service's contract.
@@ -156,10 +175,32 @@ pub(crate) static DERIVATIONS: [&dyn Rederive; 6] =
 /// changes.
 static LISTING: Derivation<Vec<Listed>> =
     Derivation::new("compose.listing.v1", |b, p| listing(yaml::utf8(b, p)?, p));
-static PROJECT: Derivation<Value> =
-    Derivation::new("compose.project.v1", |b, p| project(yaml::utf8(b, p)?, p));
-static CONTRACT: Derivation<Contract> =
-    Derivation::new("compose.contract.v1", |b, p| contract(yaml::utf8(b, p)?, p));
+/// The digests of the release's pieces are kept for the run: the plan takes them from there.
+static PROJECT: Derivation<Project> =
+    Derivation::new("compose.project.v1", |b, p| project(yaml::utf8(b, p)?, p)).kept(|f| Project {
+        parts: Value::Null,
+        released: f.released,
+    });
+static CONTRACT: Derivation<Contract> = Derivation::new("compose.contract.v1", |b, p| {
+    contract(yaml::utf8(b, p)?, p)
+})
+.kept(|c| Contract {
+    dependencies: Vec::new(),
+    requires: None,
+    released: c.released,
+});
+
+/// The digest of the release's `compose.yaml` for the compose file `p` alone, in its own
+/// folder: from what discovery kept of it this run, or made now.
+pub(super) fn released_project(files: &FileSet, p: &RepoPath) -> Result<Option<[u8; 32]>, Error> {
+    Ok(files.derived(&PROJECT, p)?.released)
+}
+
+/// The digest of the release's `hl-service.json` for the contract `p`: as
+/// [`released_project`].
+pub(super) fn released_contract(files: &FileSet, p: &RepoPath) -> Result<Option<[u8; 32]>, Error> {
+    Ok(files.derived(&CONTRACT, p)?.released)
+}
 static CAPABILITIES: Derivation<Capabilities> =
     Derivation::new("compose.capabilities.v1", |b, p| {
         capabilities(yaml::utf8(b, p)?, p)
@@ -191,10 +232,16 @@ fn listing(text: &str, p: &RepoPath) -> Result<Vec<Listed>, Error> {
         .collect())
 }
 
-fn project(text: &str, p: &RepoPath) -> Result<Value, Error> {
+fn project(text: &str, p: &RepoPath) -> Result<Project, Error> {
     let doc = yaml::one_of(text, p)?;
     check_secrets(&doc, p, text)?;
-    Ok(mount_parts(doc))
+    let parts = mount_parts(&doc);
+    let mut alone = super::merged(doc, None);
+    super::mounts::relocate(&mut alone, &p.parent());
+    Ok(Project {
+        parts,
+        released: Some(*blake3::hash(canonical_pretty(&alone).as_bytes()).as_bytes()),
+    })
 }
 
 fn contract(text: &str, p: &RepoPath) -> Result<Contract, Error> {
@@ -220,6 +267,7 @@ fn contract(text: &str, p: &RepoPath) -> Result<Contract, Error> {
     Ok(Contract {
         dependencies,
         requires,
+        released: Some(*blake3::hash(canonical_pretty(&doc).as_bytes()).as_bytes()),
     })
 }
 
@@ -272,38 +320,38 @@ fn check_secrets(doc: &Value, path: &RepoPath, text: &str) -> Result<(), Error> 
 /// `env_file`, and the top-level `configs` and `secrets`. Merging two documents' parts gives the
 /// parts of the merged documents, since the merge rules work key by key (see [`super::merge`]),
 /// so an override is merged over a compose file's facts as over the file.
-fn mount_parts(doc: Value) -> Value {
-    let Value::Object(mut top) = doc else {
-        return doc;
+fn mount_parts(doc: &Value) -> Value {
+    let Value::Object(top) = doc else {
+        return doc.clone();
     };
     let mut out = Map::new();
-    if let Some(services) = top.remove("services") {
+    if let Some(services) = top.get("services") {
         let services = match services {
             Value::Object(m) => Value::Object(
-                m.into_iter()
-                    .map(|(name, svc)| (name, service_parts(svc)))
+                m.iter()
+                    .map(|(name, svc)| (name.clone(), service_parts(svc)))
                     .collect(),
             ),
-            other => other,
+            other => other.clone(),
         };
         out.insert("services".into(), services);
     }
     for key in ["configs", "secrets"] {
-        if let Some(v) = top.remove(key) {
-            out.insert(key.into(), v);
+        if let Some(v) = top.get(key) {
+            out.insert(key.into(), v.clone());
         }
     }
     Value::Object(out)
 }
 
-fn service_parts(svc: Value) -> Value {
-    let Value::Object(mut m) = svc else {
-        return svc;
+fn service_parts(svc: &Value) -> Value {
+    let Value::Object(m) = svc else {
+        return svc.clone();
     };
     let mut out = Map::new();
     for key in ["volumes", "env_file"] {
-        if let Some(v) = m.remove(key) {
-            out.insert(key.into(), v);
+        if let Some(v) = m.get(key) {
+            out.insert(key.into(), v.clone());
         }
     }
     Value::Object(out)
@@ -347,9 +395,9 @@ mod tests {
             },
             "secrets": {"environment": {"file": "./s2.env"}, "k": {"file": "./k"}},
         });
-        let full = mount_parts(merged(base.clone(), &over));
-        let parts = merged(mount_parts(base), &mount_parts(over));
+        let full = mount_parts(&merged(base.clone(), &over));
+        let parts = merged(mount_parts(&base), &mount_parts(&over));
         assert_eq!(parts, full);
-        assert_eq!(mount_parts(json!(null)), json!(null));
+        assert_eq!(mount_parts(&json!(null)), json!(null));
     }
 }

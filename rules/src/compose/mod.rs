@@ -10,6 +10,8 @@ mod converge;
 pub(crate) mod facts;
 mod merge;
 mod mounts;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -54,10 +56,16 @@ impl Rule for ComposeRule {
     }
     fn realize(&self, node: &Node, ctx: &RealizeCtx<'_>) -> Result<Artifact, Error> {
         let mut art = Artifact::default();
-        for (name, piece) in release(node, ctx)? {
+        for (name, piece) in release(node, ctx, false)? {
             let bytes = match piece {
                 Piece::Made(bytes) => bytes,
                 Piece::Copied(f) => ctx.files.read(&f)?.to_vec(),
+                Piece::Hashed(_) => {
+                    return Err(Error::Internal(format!(
+                        "{}: a release to build holds a digest for {name}",
+                        node.address
+                    )))
+                }
             };
             art.files.insert(name, bytes);
         }
@@ -73,9 +81,10 @@ impl Rule for ComposeRule {
     ) -> Option<Result<Digest<Output>, Error>> {
         let told = || -> Result<Digest<Output>, Error> {
             let mut hashes = BTreeMap::new();
-            for (name, piece) in release(node, ctx)? {
+            for (name, piece) in release(node, ctx, true)? {
                 let hash = match piece {
                     Piece::Made(bytes) => *blake3::hash(&bytes).as_bytes(),
+                    Piece::Hashed(hash) => hash,
                     Piece::Copied(f) => match ctx.files.content_hash(&f) {
                         Some(hash) => hash,
                         None => *blake3::hash(&ctx.files.read(&f)?).as_bytes(),
@@ -190,26 +199,43 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
         .collect()
 }
 
-/// A file of a release: made by realize, or an input copied byte for byte.
+/// A file of a release: made by realize, or an input copied byte for byte; for a plan, which
+/// needs only the digest of each, a made file's digest where discovery kept it.
 enum Piece {
     Made(Vec<u8>),
+    Hashed([u8; 32]),
     Copied(RepoPath),
 }
 
 /// The release as it lands on the host, by path: the merged project as `compose.yaml` (JSON
 /// is YAML), and every other input at its path relative to the service folder, so the
-/// project's relative bind mounts resolve inside the release exactly as in the repo.
-fn release(node: &Node, ctx: &RealizeCtx<'_>) -> Result<BTreeMap<String, Piece>, Error> {
+/// project's relative bind mounts resolve inside the release exactly as in the repo. With
+/// `digests`, a made file may come as its digest alone.
+fn release(
+    node: &Node,
+    ctx: &RealizeCtx<'_>,
+    digests: bool,
+) -> Result<BTreeMap<String, Piece>, Error> {
     let p: Params = serde_json::from_value(serde_json::Value::clone(&node.params))
         .map_err(|e| Error::Internal(format!("{}: bad params: {e}", node.address)))?;
     let mut out = BTreeMap::new();
     let dir = RepoPath::new(&p.dir).map_err(Error::Internal)?;
-    let mut project = project(ctx.files, &p)?;
-    mounts::relocate(&mut project, &dir);
-    out.insert(
-        "compose.yaml".into(),
-        Piece::Made(canonical_pretty(&project).into_bytes()),
-    );
+    let compose = RepoPath::new(&p.compose).map_err(Error::Internal)?;
+    // Discovery kept the digest of a compose file's release as if alone in its folder.
+    let alone = digests && p.override_file.is_none() && compose.parent() == dir;
+    let kept = match alone {
+        true => facts::released_project(ctx.files, &compose)?,
+        false => None,
+    };
+    let piece = match kept {
+        Some(hash) => Piece::Hashed(hash),
+        None => {
+            let mut project = project(ctx.files, &p)?;
+            mounts::relocate(&mut project, &dir);
+            Piece::Made(canonical_pretty(&project).into_bytes())
+        }
+    };
+    out.insert("compose.yaml".into(), piece);
     for f in &node.files {
         if f.as_str() == p.compose || p.override_file.as_deref() == Some(f.as_str()) {
             continue;
@@ -220,11 +246,15 @@ fn release(node: &Node, ctx: &RealizeCtx<'_>) -> Result<BTreeMap<String, Piece>,
         };
         if name == "service.yaml" {
             // Canonical, so a comment in the contract does not redeploy the service.
-            let contract = yaml::one(ctx.files, f)?;
-            out.insert(
-                "hl-service.json".into(),
-                Piece::Made(canonical_pretty(&contract).into_bytes()),
-            );
+            let kept = match digests {
+                true => facts::released_contract(ctx.files, f)?,
+                false => None,
+            };
+            let piece = match kept {
+                Some(hash) => Piece::Hashed(hash),
+                None => Piece::Made(canonical_pretty(&yaml::one(ctx.files, f)?).into_bytes()),
+            };
+            out.insert("hl-service.json".into(), piece);
         } else {
             out.insert(name, Piece::Copied(f.clone()));
         }
