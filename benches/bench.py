@@ -3,6 +3,7 @@
 
     bench.py inputs STATE_JSON REPO OUT_LIST       # every input file of every node, absolute, NUL-separated
     bench.py ninja STATE_JSON REPO BUILD_DIR       # build.ninja: one edge per hl node, same inputs
+    bench.py pairs HL REPO KIND WARMUP RUNS OUT    # one-change plans interleaved with no-op plans
     bench.py report RESULTS_DIR                    # the markdown table (stdout)
 
 The ninja file is the peer the issue names: "the fastest incremental build there is", given
@@ -17,7 +18,9 @@ import math
 import os
 import re
 import statistics
+import subprocess
 import sys
+import time
 
 
 def load_state(path):
@@ -59,6 +62,45 @@ def cmd_ninja(state_json, repo, build_dir):
     print(edges)
 
 
+def cmd_pairs(hl, repo, kind, warmup, runs, out):
+    """`hl plan` after one KIND edit (`gen.py edit`), interleaved run by run with a no-op plan
+    (nothing moved since the plan before it) after a prepare step of the same kind
+    (`python3 -c pass`): the ratio of the two is taken
+    from runs made side by side, so a machine whose speed drifts over a minute (shared hosts
+    do, by 10-20%) does not tilt it as separate blocks of runs would. Each plan runs under
+    `/usr/bin/time -v` (peak RSS); the times go to OUT/hl_KIND.json and OUT/hl_noop_KIND.json
+    in hyperfine's export format."""
+    gen = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen.py")
+    keys = {"edit": f"hl_{kind}", "noop": f"hl_noop_{kind}"}
+    for key in keys.values():
+        if os.path.exists(os.path.join(out, f"{key}.rss")):
+            os.remove(os.path.join(out, f"{key}.rss"))
+    prepare = {"edit": [sys.executable, gen, "edit", repo, kind], "noop": [sys.executable, "-c", "pass"]}
+    timed = {"edit": [], "noop": []}
+    for i in range(int(warmup) + int(runs)):
+        # Which goes first alternates too (ABBA): neither always follows the other.
+        order = ("noop", "edit") if i % 2 == 0 else ("edit", "noop")
+        for which in order:
+            subprocess.run(prepare[which], check=True, stdout=subprocess.DEVNULL)
+            rss = os.path.join(out, f"{keys[which]}.rss")
+            cmd = ["/usr/bin/time", "-v", "-a", "-o", rss, hl, "-C", repo, "plan"]
+            start = time.perf_counter()
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            took = time.perf_counter() - start
+            # A no-op after an edit still shows that edit's update (nothing moved since the
+            # plan before it: the plan is recalled whole), so it exits 2 as well.
+            if rc not in ((2,) if which == "edit" else (0, 2)):
+                sys.exit(f"bench.py pairs: {kind}: {which} plan exited {rc}")
+            if i >= int(warmup):
+                timed[which].append(took)
+    for which, key in keys.items():
+        t = timed[which]
+        with open(os.path.join(out, f"{key}.json"), "w") as f:
+            json.dump({"results": [{"command": key, "times": t, "mean": statistics.mean(t),
+                                    "median": statistics.median(t), "min": min(t), "max": max(t)}]}, f)
+        print(f"{key}: median {statistics.median(t) * 1000:.1f} ms over {len(t)} runs", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------
 # report
 
@@ -66,10 +108,12 @@ ROWS = [
     # (key, label, what it measures)
     ("hl_cold", "hl plan, cold", "no .hl/, empty cache: stat, read and hash every input, parse, realize every node, write the caches"),
     ("hl_noop", "hl plan, no-op", "after `hl state adopt` and a warm plan: nothing changed"),
-    ("hl_noop_prep", "hl plan, no-op after a prepare step", "the no-op, each run after `python3 -c pass` as the edit rows run after `gen.py edit`"),
     ("hl_service", "hl plan, one service file changed", "a bind-mounted config file of one compose service"),
+    ("hl_noop_service", "hl plan, no-op, interleaved with those", "each run after `python3 -c pass`, as each edit run after `gen.py edit`"),
     ("hl_manifest", "hl plan, one manifest changed", "`replicas` of one app's Deployment"),
+    ("hl_noop_manifest", "hl plan, no-op, interleaved with those", "as above"),
     ("hl_talos", "hl plan, one Talos patch changed", "one node's patch"),
+    ("hl_noop_talos", "hl plan, no-op, interleaved with those", "as above"),
     ("hl_against", "hl plan --against HEAD~1", "CI: one service file changed in the last commit; no state, git objects"),
     ("git_status", "git status", "floor: no-op scan of the committed tree"),
     ("b3sum_par", "b3sum, every input file", "floor: cold hashing, `xargs -P nproc` batches"),
@@ -83,13 +127,13 @@ PAIRS = [
     ("hl_noop", "git_status", 1.5),
     ("hl_noop", "ninja_noop", 1.0),
     ("hl_cold", "b3sum_par", 2.0),
-    ("hl_service", "hl_noop_prep", 1.1),
-    ("hl_manifest", "hl_noop_prep", 1.1),
-    ("hl_talos", "hl_noop_prep", 1.1),
+    # One change against the no-op runs made side by side with it (see `cmd_pairs`).
+    ("hl_service", "hl_noop_service", 1.1),
+    ("hl_manifest", "hl_noop_manifest", 1.1),
+    ("hl_talos", "hl_noop_talos", 1.1),
     ("hl_service", "hl_noop", None),
     ("hl_manifest", "hl_noop", None),
     ("hl_talos", "hl_noop", None),
-    ("hl_noop_prep", "hl_noop", None),
     ("hl_against", "hl_noop", None),
     ("hl_noop", "ninja_dry", None),
     ("hl_cold", "b3sum_seq", None),
@@ -198,6 +242,8 @@ def main():
         cmd_inputs(*args)
     elif cmd == "ninja":
         cmd_ninja(*args)
+    elif cmd == "pairs":
+        cmd_pairs(*args)
     elif cmd == "report":
         cmd_report(*args)
     else:

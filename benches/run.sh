@@ -149,13 +149,13 @@ bench_size() {
   done
 
   hf hl_noop "$warm" "$runs" -- "$HL_BIN" -C "$repo" plan
-  # The edit rows run each plan right after a Python process (`gen.py edit`), which costs the
-  # next process ~10% on this kind of machine (caches and clocks disturbed); their ratio is
-  # taken against a no-op run after the same kind of step.
-  hf hl_noop_prep "$warm" "$runs" --prepare "python3 -c pass" -- "$HL_BIN" -C "$repo" plan
+  # The edit rows run each plan right after a Python process (`gen.py edit`: every run edits
+  # the file anew, one changed file, one realize), which costs the next process ~10% on this
+  # kind of machine (caches and clocks disturbed); their ratio is taken against no-op runs after
+  # the same kind of step, made side by side with them, run by run (bench.py pairs).
   for kind in service manifest talos; do
-    # every run edits the file anew (a new value each time): one changed file, one realize
-    hf "hl_$kind" "$warm" "$runs" --prepare "$edit $kind" --ignore-failure -- "$HL_BIN" -C "$repo" plan
+    say "$size: hl_$kind, interleaved with no-op runs"
+    python3 "$here/bench.py" pairs "$HL_BIN" "$repo" "$kind" "$warm" "$runs" "$d" >&2
     restore
   done
   # What CI runs on a pull request: one service file changed in the last commit.
