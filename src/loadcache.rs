@@ -382,20 +382,20 @@ pub fn facts_path(hl_dir: &Path, kind: &str) -> std::path::PathBuf {
 /// The facts a kind's loader derived last time; none when absent or from another build.
 fn old_facts(hl_dir: &Path, kind: &str, build: &str) -> Facts {
     let Ok(bytes) = std::fs::read(facts_path(hl_dir, kind)) else {
-        return Facts::new();
+        return Facts::default();
     };
     match postcard::from_bytes::<(u32, String, Vec<(String, RepoPath, Fact)>)>(&bytes) {
         Ok((FORMAT, b, list)) if b == build => {
             list.into_iter().map(|(t, p, f)| ((t, p), f)).collect()
         }
-        _ => Facts::new(),
+        _ => Facts::default(),
     }
 }
 
 fn encode_facts(facts: Facts, build: &str) -> Option<Vec<u8>> {
     let mut list: Vec<(String, RepoPath, Fact)> =
         facts.into_iter().map(|((t, p), f)| (t, p, f)).collect();
-    list.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    list.par_sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     postcard::to_allocvec(&(FORMAT, build, list)).ok()
 }
 
@@ -564,13 +564,21 @@ pub fn discover(
         whole = true;
         crate::memory::churn_ahead();
     }
+    // No stat cache yet (a first plan): the files the nodes read are hashed ahead, where a
+    // thread is idle (see `FileSet::hash_ahead`); otherwise the stat cache spares most reads.
+    let ahead = !hl_dir.join("statcache").exists();
     let mut ran: BTreeMap<&str, Result<Ran, Error>> = to_run
         .par_iter()
         .map(|kind| {
-            (
-                *kind,
-                load(files, hl_dir, &build, &topology, &topology_path, kind),
-            )
+            let ran = load(
+                files,
+                hl_dir,
+                &build,
+                (&topology, &topology_path),
+                kind,
+                ahead,
+            );
+            (*kind, ran)
         })
         .collect();
     // Units in load order, not the map's: the nodes' order must not depend on the cache.
@@ -633,14 +641,15 @@ struct Ran {
     trusted: bool,
 }
 
-/// Runs the loader of `kind` on a view of `files` of its own, watched from the start.
+/// Runs the loader of `kind` on a view of `files` of its own, watched from the start; with
+/// `ahead`, then hashes its nodes' files ahead of evaluation.
 fn load(
     files: &FileSet,
     hl_dir: &Path,
     build: &str,
-    topology: &Topology,
-    topology_path: &RepoPath,
+    (topology, topology_path): (&Topology, &RepoPath),
     kind: &str,
+    ahead: bool,
 ) -> Result<Ran, Error> {
     let files = files.view();
     files.remember(old_facts(hl_dir, kind, build));
@@ -657,6 +666,12 @@ fn load(
         .as_ref()
         .and_then(|_| encode_facts(files.take_facts(), build));
     let trusted = seen.is_some();
+    if ahead {
+        let mut inputs: Vec<RepoPath> = nodes.iter().flat_map(|n| n.files.clone()).collect();
+        inputs.sort_unstable();
+        inputs.dedup();
+        files.hash_ahead(&inputs);
+    }
     let body = Body { nodes, notes };
     let unit = unit(&seen.unwrap_or_default(), &body)?;
     Ok(Ran {

@@ -187,6 +187,7 @@ pub fn evaluate(
         for wave in graph.waves() {
             let results: Vec<Result<(Address, Evaluated), Error>> = wave
                 .par_iter()
+                .with_max_len(crate::PAR_TASK / 4)
                 .map(|node| {
                     let ev = evaluate_node(graph, registry, files, caches, state, &done, node)?;
                     Ok((node.address.clone(), ev))

@@ -38,6 +38,14 @@ pub mod state;
 pub mod time;
 pub mod transport;
 
+/// The most items of a parallel loop over files or nodes one rayon task takes, where other
+/// parallel work may run at the same time (loaders side by side, caches saved while the plan's
+/// index is written). Rayon splits a loop adaptively, by the threads idle when it starts: a
+/// loop started while both threads were busy was cut in a few large pieces, and the last one
+/// ran on one thread while the other idled. Small tasks keep every thread fed; their cost (a
+/// few hundred per loop) is nothing beside the work of one file.
+pub const PAR_TASK: usize = 64;
+
 pub use address::{Address, Layer};
 pub use digest::{
     canonical_json, canonical_pretty, canonical_pretty_digest, Content, Digest, Input, Output,

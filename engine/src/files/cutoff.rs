@@ -222,13 +222,8 @@ impl FileSet {
     /// Every path the loaders watched since [`FileSet::watch`] depended on, and how (whatever
     /// the source: a revision's files too).
     pub fn dependencies(&self) -> Option<Vec<(RepoPath, Dependence)>> {
-        let watched = self
-            .watched
-            .lock()
-            .expect("no panics hold this lock")
-            .clone()?;
         Some(
-            watched
+            self.watched_sorted()?
                 .into_iter()
                 .map(|(p, w)| {
                     let d = match w.depth {

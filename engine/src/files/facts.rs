@@ -7,8 +7,8 @@
 //! A derivation must depend on the file's bytes alone (it is given nothing else), and its facts
 //! should be small: the facts of a whole tree are read back whenever its loader runs again.
 
+use rustc_hash::FxHashMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -28,7 +28,7 @@ pub struct Fact {
 }
 
 /// Facts by (derivation tag, file).
-pub type Facts = HashMap<(String, RepoPath), Fact>;
+pub type Facts = FxHashMap<(String, RepoPath), Fact>;
 
 /// The facts a run may reuse, and the ones it used or derived.
 #[derive(Default)]
@@ -39,7 +39,7 @@ pub(super) struct Memory {
 
 /// Facts of kept derivations made this run, whole (fields a fact does not remember included),
 /// with the digest of the bytes they were made of, by derivation and path.
-pub(super) type Kept = HashMap<(&'static str, RepoPath), (Digest<Content>, KeptValue)>;
+pub(super) type Kept = FxHashMap<(&'static str, RepoPath), (Digest<Content>, KeptValue)>;
 
 /// A kept derivation's facts.
 type KeptValue = Arc<dyn Any + Send + Sync>;
@@ -479,7 +479,7 @@ mod tests {
         std::fs::create_dir_all(root.join("k/c")).unwrap();
         // Old enough not to be racy.
         crate::time::settle(&root.join("k/c"));
-        let (first, facts) = walked(root, Facts::new());
+        let (first, facts) = walked(root, Facts::default());
         assert_eq!(first, ["k/a", "k/a/b", "k/a/b/one.yaml", "k/c"]);
         assert!(
             facts.keys().any(|(t, _)| t.starts_with("walk.")),

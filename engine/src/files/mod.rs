@@ -212,7 +212,7 @@ pub struct StatsSnapshot {
 pub struct FileSet {
     run: Arc<Run>,
     /// While loaders run: every path whose state they depended on, and how deeply.
-    watched: Mutex<Option<std::collections::BTreeMap<RepoPath, Watch>>>,
+    watched: Mutex<Option<FxHashMap<RepoPath, Watch>>>,
     /// Facts derived from single files, from earlier runs and this one.
     facts: Mutex<facts::Memory>,
     /// Whether the watch is for the load cache (facts and walks remembered), not only for
@@ -352,6 +352,20 @@ impl FileSet {
         }
     }
 
+    /// The paths recorded, in order; `None` when not watching.
+    fn watched_sorted(&self) -> Option<Vec<(RepoPath, Watch)>> {
+        let mut paths: Vec<(RepoPath, Watch)> = self
+            .watched
+            .lock()
+            .expect("no panics hold this lock")
+            .as_ref()?
+            .iter()
+            .map(|(p, w)| (p.clone(), w.clone()))
+            .collect();
+        paths.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Some(paths)
+    }
+
     /// Whether paths are being recorded.
     fn watching(&self) -> bool {
         self.watched
@@ -365,14 +379,10 @@ impl FileSet {
     /// same clock tick as a read, so a later edit could go unseen, as with racy git index
     /// entries).
     pub fn observations(&self) -> Option<Observations> {
-        let watched = self
-            .watched
-            .lock()
-            .expect("no panics hold this lock")
-            .clone()?;
-        let paths: Vec<(RepoPath, Watch)> = watched.into_iter().collect();
+        let paths = self.watched_sorted()?;
         let seen: Vec<Option<(RepoPath, Seen)>> = paths
             .par_iter()
+            .with_max_len(crate::PAR_TASK)
             .map(|(p, w)| {
                 let mut s = self.seen_now(p)?;
                 // A regular file or a folder asked about for its kind: its kind is enough.
@@ -399,6 +409,7 @@ impl FileSet {
             .collect();
         let cutoffs: Vec<Option<Option<(RepoPath, Cutoff)>>> = seen
             .par_iter()
+            .with_max_len(crate::PAR_TASK)
             .map(|(p, s)| match (s.kind, s.key) {
                 (1, Some(_)) => Some(derived.get(p).filter(|w| !w.derived.is_empty()).map(|w| {
                     let tags = w.derived.iter().map(|(t, d)| (t.to_string(), *d));
@@ -704,11 +715,7 @@ impl FileSet {
                 // The path's stat for the run, where it has none yet: what the loaders'
                 // observations and hashing use instead of a stat of their own.
                 if self.watching() {
-                    let mut memo = self.run.statted.lock().expect("no panics hold this lock");
-                    memo.entry(p.clone()).or_insert(Seen {
-                        kind: 1,
-                        key: Some(key),
-                    });
+                    self.statted_by_read(p, key);
                 }
                 (data, false, Some(key))
             }
@@ -729,19 +736,68 @@ impl FileSet {
                 .expect("no panics hold this lock")
                 .insert(p.clone(), (key, d));
         }
-        if self
+        self.count_read(p, blob);
+        Ok((Arc::new(data), digest))
+    }
+
+    /// Reads and hashes `paths` ahead of [`FileSet::hash_all`], which then takes each digest
+    /// made here (paired with the stat of the open file, as a loader's read is) instead of
+    /// reading the file again. On a first plan, the files a loader's nodes copy (a compose
+    /// service's config) are hashed while another loader's last, sequential steps leave a
+    /// thread idle. Work-tree files not read yet this run only; an error is left for hashing
+    /// to report.
+    pub fn hash_ahead(&self, paths: &[RepoPath]) {
+        paths
+            .par_iter()
+            .with_max_len(crate::PAR_TASK)
+            .for_each(|p| {
+                let known = self
+                    .run
+                    .loaded
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .contains_key(p);
+                if known {
+                    return;
+                }
+                let Ok(Some((data, key))) = self.run.source.read_plain(p) else {
+                    return;
+                };
+                self.statted_by_read(p, key);
+                let digest = Digest::of(&data);
+                self.run
+                    .loaded
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .insert(p.clone(), (key, digest));
+                self.count_read(p, false);
+            });
+    }
+
+    /// Keeps the stat of a file made on its open file as the path's stat for the run, unless
+    /// it has one.
+    fn statted_by_read(&self, p: &RepoPath, key: StatKey) {
+        let mut memo = self.run.statted.lock().expect("no panics hold this lock");
+        memo.entry(p.clone()).or_insert(Seen {
+            kind: 1,
+            key: Some(key),
+        });
+    }
+
+    /// Counts a read of `p`, once per path.
+    fn count_read(&self, p: &RepoPath, blob: bool) {
+        let first = self
             .run
             .counted
             .lock()
             .expect("no panics hold this lock")
-            .insert(p.clone())
-        {
+            .insert(p.clone());
+        if first {
             Stats::bump(&self.stats.files_read);
             if blob {
                 Stats::bump(&self.stats.blobs_read);
             }
         }
-        Ok((Arc::new(data), digest))
     }
 
     /// The content of `p` as UTF-8 text.
@@ -759,6 +815,7 @@ impl FileSet {
         let memo = std::mem::take(&mut *self.run.statted.lock().expect("no panics hold this lock"));
         let results: Vec<Result<Hashed, Error>> = paths
             .par_iter()
+            .with_max_len(crate::PAR_TASK)
             .map(|p| {
                 if let Some(oid) = self.run.identities.get(p) {
                     return Ok((p.clone(), None, git_identity(oid), true));

@@ -195,6 +195,7 @@ pub fn discover(ctx: &Ctx) -> Result<Vec<Node>, Error> {
     }
     placements
         .par_iter()
+        .with_max_len(hl_engine::PAR_TASK / 4)
         .map(|p| node(ctx, &facts, p, &hosts_of))
         .collect()
 }

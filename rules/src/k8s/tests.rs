@@ -425,7 +425,7 @@ fn load(root: &Path, facts: Facts) -> Load {
 fn a_second_load_reads_only_the_edited_file() {
     let fixture = flux_fixture();
     let root = fixture.dir.path();
-    let mut last = load(root, Facts::new());
+    let mut last = load(root, Facts::default());
     assert!(last.files_read > 10, "the first load reads the tree");
     let again = load(root, last.facts);
     assert_eq!(again.files_read, 0, "nothing changed, nothing read");
@@ -459,7 +459,7 @@ fn a_second_load_reads_only_the_edited_file() {
         fixture.write(file, &text.replacen(from, to, 1));
         let again = load(root, last.facts);
         assert_eq!(again.files_read, 1, "{file} alone is read");
-        let fresh = load(root, Facts::new());
+        let fresh = load(root, Facts::default());
         assert_eq!(again.nodes, fresh.nodes, "{file}");
         assert_eq!(again.notes, fresh.notes, "{file}");
         assert_eq!(again.nodes != last.nodes, changes_nodes, "{file}");

@@ -78,8 +78,11 @@ impl<'a> Tree<'a> {
             self.index.insert(f.as_str().to_string(), f);
         }
         let files = self.files;
+        // In small tasks (see `PAR_TASK`): split as rayon would, with the compose loader busy
+        // beside it, the last piece ran on one thread for a quarter of a first plan's discovery.
         let results: Vec<(RepoPath, Result<FileFacts, Error>)> = fresh
             .into_par_iter()
+            .with_max_len(hl_engine::PAR_TASK)
             .map(|p| {
                 let r = facts::file(files, &p);
                 (p, r)
