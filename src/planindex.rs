@@ -254,13 +254,16 @@ impl Evals {
         if head[..4] != FORMAT.to_le_bytes() || rest.len() % EVAL != 0 {
             return None;
         }
+        // Sized up front: grown row by row, the vector was copied and its pages zeroed anew
+        // several times, a fifth of a patch.
+        let mut evals = Vec::with_capacity(rest.len() / EVAL);
+        for row in rest.chunks_exact(EVAL) {
+            evals.push(Eval::read(row)?);
+        }
         Some(Evals {
             id: u64::from_le_bytes(head[4..12].try_into().ok()?),
             key: head[12..44].try_into().ok()?,
-            evals: rest
-                .chunks_exact(EVAL)
-                .map(Eval::read)
-                .collect::<Option<_>>()?,
+            evals,
         })
     }
 
@@ -359,6 +362,7 @@ fn write_nodes(
     };
     let encoded: Vec<Vec<u8>> = order
         .par_iter()
+        .with_max_len(hl_engine::PAR_TASK)
         .map(|node| {
             let place = PlaceRef {
                 node,
