@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::facts;
-use super::kustomize::{roles, KUSTOMIZATION_FILES};
+use super::kustomize::{Named, KUSTOMIZATION_FILES};
 use crate::yaml;
 
 /// One document of the bundle: what identifies it in a cluster, and the digest of its
@@ -132,11 +132,15 @@ pub(super) fn render(files: &FileSet, inputs: &[RepoPath]) -> Result<Artifact, E
 /// The digest of the artifact [`render`] makes, from the documents' digests discovery
 /// derived this run: only generator data and Helm values files are read (few, small).
 pub(super) fn digest(files: &FileSet, inputs: &[RepoPath]) -> Result<Digest<Output>, Error> {
-    let Roles {
-        mut kustomizations,
-        data,
-        values,
-    } = roles_of(files, inputs)?;
+    // What each kustomization file names, as discovery kept it: not parsed again.
+    let set: HashSet<&RepoPath> = inputs.iter().collect();
+    let (mut data, mut values) = (HashSet::new(), HashSet::new());
+    for kfile in inputs
+        .iter()
+        .filter(|p| KUSTOMIZATION_FILES.contains(&p.file_name()))
+    {
+        facts::named(files, kfile)?.roles(kfile, &set, &mut data, &mut values);
+    }
     let mut entries: BTreeMap<String, [u8; 32]> = BTreeMap::new();
     let mut docs: Vec<Document> = Vec::new();
     for p in inputs {
@@ -146,11 +150,7 @@ pub(super) fn digest(files: &FileSet, inputs: &[RepoPath]) -> Result<Digest<Outp
             continue;
         }
         if values.contains(p) {
-            let parsed = match kustomizations.remove(p) {
-                Some(parsed) => parsed,
-                None => yaml::docs(files, p)?,
-            };
-            let canonical = canonical_pretty(&Value::Array(parsed));
+            let canonical = canonical_pretty(&Value::Array(yaml::docs(files, p)?));
             entries.insert(
                 format!("values/{p}.json"),
                 *blake3::hash(canonical.as_bytes()).as_bytes(),
@@ -190,9 +190,7 @@ fn split_roles(
     let set: HashSet<&RepoPath> = inputs.iter().collect();
     let (mut data, mut values) = (HashSet::new(), HashSet::new());
     for (kfile, docs) in kustomizations {
-        for doc in docs.iter().filter(|d| d.is_object()) {
-            roles(kfile, doc, &set, &mut data, &mut values);
-        }
+        Named::of(docs).roles(kfile, &set, &mut data, &mut values);
     }
     (data, values)
 }

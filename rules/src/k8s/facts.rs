@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::bundle;
-use super::kustomize::KUSTOMIZATION_FILES;
+use super::kustomize::{Named, KUSTOMIZATION_FILES};
 use super::locate::{At, Spans};
 use crate::yaml;
 
@@ -25,7 +25,8 @@ pub(crate) static DERIVATIONS: [&dyn Rederive; 2] = [&FILE, &DATA_SOPS];
 /// The derivations, each under a tag with a version: a new version whenever what one derives
 /// changes.
 /// v2: a kustomization file's document joined the facts (it was `k8s.kustomization.v1`).
-/// The documents' digests are kept for the run: realize takes them from there.
+/// The documents' digests, and what a kustomization file names, are kept for the run: the
+/// plan takes a bundle's digest from there.
 static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v2", |bytes, p| {
     let text = utf8(bytes, p)?;
     let docs = yaml::docs_of(text, p)?;
@@ -34,6 +35,7 @@ static FILE: Derivation<FileFacts> = Derivation::new("k8s.file.v2", |bytes, p| {
 })
 .kept(|f| FileFacts {
     docs: f.docs.clone(),
+    named: f.named.clone(),
     ..FileFacts::default()
 });
 static DATA_SOPS: Derivation<bool> = Derivation::new("k8s.data-sops.v1", |bytes, p| {
@@ -67,6 +69,11 @@ pub(super) struct FileFacts {
     /// value runs no loader).
     #[serde(skip)]
     pub docs: Vec<bundle::Document>,
+    /// In a kustomization file: what its documents name as generator inputs and Helm values
+    /// (a bundle's digest needs that, besides the documents' digests). Made and kept as
+    /// `docs` are.
+    #[serde(skip)]
+    pub named: Option<Box<Named>>,
 }
 
 /// One Flux Kustomization document and the positions its origins and errors point at, found
@@ -96,6 +103,7 @@ pub(super) fn file(files: &FileSet, p: &RepoPath) -> Result<FileFacts, Error> {
     let mut facts = files.derive(&FILE, p)?;
     // Discovery has no use for them, and holds the facts of every file of the tree.
     facts.docs = Vec::new();
+    facts.named = None;
     Ok(facts)
 }
 
@@ -103,6 +111,16 @@ pub(super) fn file(files: &FileSet, p: &RepoPath) -> Result<FileFacts, Error> {
 /// made now when the file is not the one discovery read.
 pub(super) fn documents(files: &FileSet, p: &RepoPath) -> Result<Vec<bundle::Document>, Error> {
     Ok(files.derived(&FILE, p)?.docs)
+}
+
+/// What the kustomization file `p` names (see [`FileFacts::named`]), as discovery made it this
+/// run, or made now.
+pub(super) fn named(files: &FileSet, p: &RepoPath) -> Result<Named, Error> {
+    Ok(files
+        .derived(&FILE, p)?
+        .named
+        .map(|n| *n)
+        .unwrap_or_default())
 }
 
 /// Whether a non-manifest input (a generator's env file, a values file) is SOPS-encrypted:
@@ -134,6 +152,7 @@ impl FileFacts {
                 .iter()
                 .map(|d| bundle::Document::of(d, kustomization))
                 .collect(),
+            named: kustomization.then(|| Box::new(Named::of(&docs))),
             sops: docs.iter().any(yaml::is_sops),
             plaintext_secret: docs.iter().any(|d| plaintext_secret(d).is_some()),
             flux,

@@ -134,21 +134,43 @@ pub(super) fn host_like(s: &str) -> bool {
     first.contains('.') && !first.starts_with('.') && s.matches('/').count() >= 2
 }
 
-/// The files read as bytes (generator inputs) and as Helm values by the kustomization files
-/// among `inputs`, for realize, which has no walk: every kustomization file a node reads is
-/// among its inputs, and so are the files it references.
-pub(super) fn roles(
-    kfile: &RepoPath,
-    doc: &Value,
-    inputs: &HashSet<&RepoPath>,
-    data: &mut HashSet<RepoPath>,
-    values: &mut HashSet<RepoPath>,
-) {
-    let r = refs(doc);
-    let dir = kfile.parent();
-    let known = |s: &String| dir.join(s).ok().filter(|p| inputs.contains(p));
-    data.extend(r.data.iter().filter_map(known));
-    values.extend(r.values.iter().filter_map(known));
+/// What the documents of a kustomization file name as generator inputs and as Helm values
+/// files, as written: what a bundle needs of the file besides its documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Named {
+    /// Read as bytes by a generator.
+    pub data: Vec<String>,
+    /// Helm values files.
+    pub values: Vec<String>,
+}
+
+impl Named {
+    /// What the file's documents (mappings only) name.
+    pub fn of(docs: &[Value]) -> Named {
+        let mut named = Named::default();
+        for doc in docs.iter().filter(|d| d.is_object()) {
+            let r = refs(doc);
+            named.data.extend(r.data);
+            named.values.extend(r.values);
+        }
+        named
+    }
+
+    /// The files read as bytes (generator inputs) and as Helm values by the kustomization file
+    /// `kfile` that names these, among `inputs`, for realize, which has no walk: every
+    /// kustomization file a node reads is among its inputs, and so are the files it references.
+    pub fn roles(
+        &self,
+        kfile: &RepoPath,
+        inputs: &HashSet<&RepoPath>,
+        data: &mut HashSet<RepoPath>,
+        values: &mut HashSet<RepoPath>,
+    ) {
+        let dir = kfile.parent();
+        let known = |s: &String| dir.join(s).ok().filter(|p| inputs.contains(p));
+        data.extend(self.data.iter().filter_map(known));
+        values.extend(self.values.iter().filter_map(known));
+    }
 }
 
 #[cfg(test)]
