@@ -36,6 +36,18 @@ impl StatKey {
         self.mtime_ns.max(self.ctime_ns)
     }
 
+    /// The key of a file's metadata as `stat(2)` gives it (the same as [`StatKey::of`] of the
+    /// same file's).
+    #[cfg(target_os = "linux")]
+    pub fn of_stat(st: &rustix::fs::Stat) -> StatKey {
+        StatKey {
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            ino: st.st_ino,
+        }
+    }
+
     /// The key of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> StatKey {
         #[cfg(unix)]
