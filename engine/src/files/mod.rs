@@ -222,6 +222,18 @@ pub struct FileSet {
     pub stats: Arc<Stats>,
 }
 
+impl Run {
+    /// Makes room for `n` more paths in the maps a read or stat adds to: a walk announces the
+    /// files its caller is about to read, and maps grown path by path were rehashed again and
+    /// again under their locks while other threads waited.
+    fn expect(&self, n: usize) {
+        let lock = "no panics hold this lock";
+        self.statted.lock().expect(lock).reserve(n);
+        self.loaded.lock().expect(lock).reserve(n);
+        self.counted.lock().expect(lock).reserve(n);
+    }
+}
+
 /// What every view of a run's files shares.
 #[derive(Debug)]
 struct Run {
@@ -665,6 +677,7 @@ impl FileSet {
                 self.note(&p);
             }
         }
+        self.run.expect(entries.len());
         Ok(entries)
     }
 

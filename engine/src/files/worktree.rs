@@ -98,6 +98,18 @@ fn kind_of(t: std::fs::FileType) -> Kind {
     }
 }
 
+/// [`kind_of`] a mode as `stat(2)` gives it.
+#[cfg(target_os = "linux")]
+fn kind_of_mode(mode: u32) -> Kind {
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(mode) {
+        FileType::Symlink => Kind::Symlink,
+        FileType::Directory => Kind::Dir,
+        FileType::RegularFile => Kind::File,
+        _ => Kind::Other,
+    }
+}
+
 impl Source for Worktree {
     fn label(&self) -> String {
         "the work tree".into()
@@ -107,15 +119,33 @@ impl Source for Worktree {
         &self.root
     }
 
+    #[cfg(target_os = "linux")]
+    fn kind(&self, p: &RepoPath) -> Option<Kind> {
+        let st = rustix::fs::statat(
+            &self.dir,
+            self.rel(p),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+        st.ok().map(|st| kind_of_mode(st.st_mode))
+    }
+
+    #[cfg(not(target_os = "linux"))]
     fn kind(&self, p: &RepoPath) -> Option<Kind> {
         std::fs::symlink_metadata(self.abs(p))
             .ok()
             .map(|m| kind_of(m.file_type()))
     }
 
+    // Follows links wherever they lead, as the filesystem does; reading one that leaves the
+    // repo is refused by `check_inside`, with a message that says so.
+    #[cfg(target_os = "linux")]
     fn target_kind(&self, p: &RepoPath) -> Option<Kind> {
-        // Follows links wherever they lead, as the filesystem does; reading one that leaves
-        // the repo is refused by `check_inside`, with a message that says so.
+        let st = rustix::fs::statat(&self.dir, self.rel(p), rustix::fs::AtFlags::empty());
+        st.ok().map(|st| kind_of_mode(st.st_mode))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn target_kind(&self, p: &RepoPath) -> Option<Kind> {
         std::fs::metadata(self.abs(p))
             .ok()
             .map(|m| kind_of(m.file_type()))
@@ -287,15 +317,15 @@ impl Source for Worktree {
 
     #[cfg(target_os = "linux")]
     fn seen(&self, p: &RepoPath) -> Option<super::Seen> {
-        use rustix::fs::{AtFlags, FileType};
+        use rustix::fs::AtFlags;
         let Ok(st) = rustix::fs::statat(&self.dir, self.rel(p), AtFlags::SYMLINK_NOFOLLOW) else {
             return Some(super::Seen { kind: 0, key: None });
         };
-        let kind = match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => 1,
-            FileType::Directory => 2,
-            FileType::Symlink => 3,
-            _ => 4,
+        let kind = match kind_of_mode(st.st_mode) {
+            Kind::File => 1,
+            Kind::Dir => 2,
+            Kind::Symlink => 3,
+            Kind::Other => 4,
         };
         // One syscall for everything but a symlink, whose target is what matters.
         let key = if kind == 3 {
@@ -365,6 +395,11 @@ mod tests {
         assert_eq!((seen("d/l").kind, seen("d/l").key), (3, Some(key("d/f"))));
         assert_eq!((seen("d/none").kind, seen("d/none").key), (0, None));
         assert_eq!(seen("").kind, 2);
+        let kinds = |s: &str| (tree.kind(&p(s)), tree.target_kind(&p(s)));
+        assert_eq!(kinds("d/f"), (Some(Kind::File), Some(Kind::File)));
+        assert_eq!(kinds("d"), (Some(Kind::Dir), Some(Kind::Dir)));
+        assert_eq!(kinds("d/l"), (Some(Kind::Symlink), Some(Kind::File)));
+        assert_eq!(kinds("d/none"), (None, None));
         let (bytes, read_key) = tree.read_plain(&p("d/f")).unwrap().unwrap();
         assert_eq!((bytes, read_key), (b"x".to_vec(), key("d/f")));
         assert!(

@@ -9,7 +9,7 @@
 //! remembered fact is a file that passed, and a file that fails is read and reported again on
 //! every run, since errors are never remembered.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Mutex;
 
 use hl_engine::{canonical_pretty, Derivation, Error, FileSet, Origin, Rederive, RepoPath};
