@@ -743,11 +743,7 @@ impl FileSet {
         };
         let digest = (!blob).then(|| Digest::of(&data));
         if let (Some(key), Some(d)) = (before, digest) {
-            self.run
-                .loaded
-                .lock()
-                .expect("no panics hold this lock")
-                .insert(p.clone(), (key, d));
+            self.loaded_as(p, key, d);
         }
         self.count_read(p, blob);
         Ok((Arc::new(data), digest))
@@ -777,14 +773,19 @@ impl FileSet {
                     return;
                 };
                 self.statted_by_read(p, key);
-                let digest = Digest::of(&data);
-                self.run
-                    .loaded
-                    .lock()
-                    .expect("no panics hold this lock")
-                    .insert(p.clone(), (key, digest));
+                self.loaded_as(p, key, Digest::of(&data));
                 self.count_read(p, false);
             });
+    }
+
+    /// Keeps the digest of the bytes of `p` read this run, with the stat key from before the
+    /// read, for hashing.
+    fn loaded_as(&self, p: &RepoPath, key: StatKey, digest: Digest<Content>) {
+        self.run
+            .loaded
+            .lock()
+            .expect("no panics hold this lock")
+            .insert(p.clone(), (key, digest));
     }
 
     /// Keeps the stat of a file made on its open file as the path's stat for the run, unless
