@@ -333,12 +333,17 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Internal(format!("encoding the load cache: {e}")))
 }
 
-/// The unit of what a loader saw and found.
-fn unit<T: Serialize>(seen: &Observations, body: &T) -> Result<Unit, Error> {
+/// The unit of what a loader saw and found, its parts encoded side by side (the k8s loader's
+/// are tens of MB, encoded at the end of its run while the other loaders are done).
+fn unit<T: Serialize + Sync>(seen: &Observations, body: &T) -> Result<Unit, Error> {
+    let ((seen_part, cutoffs), body) = rayon::join(
+        || rayon::join(|| encode(&seen.seen), || cutoff_table(&seen.cutoffs)),
+        || encode(body),
+    );
     Ok(Unit {
-        seen: encode(&seen.seen)?,
-        cutoffs: cutoff_table(&seen.cutoffs)?,
-        body: encode(body)?,
+        seen: seen_part?,
+        cutoffs: cutoffs?,
+        body: body?,
     })
 }
 
@@ -662,18 +667,29 @@ fn load(
         "loader ran"
     );
     let seen = files.observations();
-    let facts = seen
-        .as_ref()
-        .and_then(|_| encode_facts(files.take_facts(), build));
     let trusted = seen.is_some();
-    if ahead {
-        let mut inputs: Vec<RepoPath> = nodes.iter().flat_map(|n| n.files.clone()).collect();
-        inputs.sort_unstable();
-        inputs.dedup();
-        files.hash_ahead(&inputs);
-    }
+    let facts = trusted.then(|| files.take_facts());
     let body = Body { nodes, notes };
-    let unit = unit(&seen.unwrap_or_default(), &body)?;
+    // What is left is independent work: the last loader to finish does it with the other
+    // threads idle, so it is done side by side.
+    let ((facts, unit), ()) = rayon::join(
+        || {
+            rayon::join(
+                || facts.and_then(|f| encode_facts(f, build)),
+                || unit(&seen.unwrap_or_default(), &body),
+            )
+        },
+        || {
+            if ahead {
+                let mut inputs: Vec<RepoPath> =
+                    body.nodes.iter().flat_map(|n| n.files.clone()).collect();
+                inputs.par_sort_unstable();
+                inputs.dedup();
+                files.hash_ahead(&inputs);
+            }
+        },
+    );
+    let unit = unit?;
     Ok(Ran {
         unit,
         body,

@@ -5,6 +5,7 @@
 //! again without its mtime moving. As git does, an entry whose mtime is not older than the start
 //! of the run that wrote it is not trusted, and the file is hashed again.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::path::Path;
 
@@ -203,30 +204,49 @@ impl StatCache {
             crate::journal::append(&journal_path(path), self.generation, &rec)?;
             return Ok((self.generation, pending));
         }
-        let mut entries: FxHashMap<&RepoPath, (&StatKey, &Digest<Content>)> = self
-            .entries
-            .iter()
-            .map(|(p, (k, d, _))| (p, (k, d)))
+        // Sorted by path (a first plan's tens of thousands of entries sorted and encoded in
+        // parallel: this is the last file written). A path hashed this run wins over its old
+        // entry.
+        let unused: rustc_hash::FxHashSet<&RepoPath> = update.unused.iter().collect();
+        let changed: rustc_hash::FxHashSet<&RepoPath> =
+            update.changed.iter().map(|(p, _, _)| p).collect();
+        let mut list: Vec<(&RepoPath, &StatKey, &Digest<Content>)> =
+            update.changed.iter().map(|(p, k, d)| (p, k, d)).collect();
+        list.extend(
+            self.entries
+                .iter()
+                .filter(|(p, _)| !unused.contains(p) && !changed.contains(p))
+                .map(|(p, (k, d, _))| (p, k, d)),
+        );
+        // Stable, so that of a path hashed twice the last hash is kept, as it was written.
+        list.par_sort_by(|a, b| a.0.cmp(b.0));
+        list.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
+            }
+            same
+        });
+        let encoded: Vec<Vec<u8>> = list
+            .par_chunks(crate::PAR_TASK * 16)
+            .map(|chunk| {
+                let mut out = Vec::with_capacity(chunk.len() * 140);
+                for (p, k, d) in chunk {
+                    put_entry(&mut out, p, k, d);
+                }
+                out
+            })
             .collect();
-        for p in &update.unused {
-            entries.remove(p);
-        }
-        for (p, k, d) in &update.changed {
-            entries.insert(p, (k, d));
-        }
-        let mut paths: Vec<&RepoPath> = entries.keys().copied().collect();
-        paths.sort();
-        let mut bytes = Vec::with_capacity(32 + paths.len() * 140);
+        let mut bytes = Vec::with_capacity(64 + encoded.iter().map(Vec::len).sum::<usize>());
         bytes.extend_from_slice(MAGIC);
         // Every entry kept was trusted at load (or hashed again), so this run's start is the
         // bound for all of them.
         bytes.extend_from_slice(&self.started_at.to_le_bytes());
         let generation = crate::journal::generation();
         bytes.extend_from_slice(&generation.to_le_bytes());
-        bytes.extend_from_slice(&(paths.len() as u64).to_le_bytes());
-        for p in paths {
-            let (k, d) = entries[p];
-            put_entry(&mut bytes, p, k, d);
+        bytes.extend_from_slice(&(list.len() as u64).to_le_bytes());
+        for chunk in &encoded {
+            bytes.extend_from_slice(chunk);
         }
         // A checksum, so a file torn by a power cut (written without fsync) is not trusted.
         let sum = *blake3::hash(&bytes).as_bytes();

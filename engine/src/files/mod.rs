@@ -105,6 +105,19 @@ pub struct Seen {
     pub key: Option<StatKey>,
 }
 
+impl Seen {
+    /// The kind, not following a symlink; `None` when absent.
+    pub fn kind(&self) -> Option<Kind> {
+        match self.kind {
+            0 => None,
+            1 => Some(Kind::File),
+            2 => Some(Kind::Dir),
+            3 => Some(Kind::Symlink),
+            _ => Some(Kind::Other),
+        }
+    }
+}
+
 /// What a walk of `dir` depends on: every folder it went through (their mtimes move when
 /// entries come and go) and the .gitignore files that shaped it, in those folders and above.
 fn walk_dependencies(dir: &RepoPath, entries: &[Entry]) -> Vec<RepoPath> {
@@ -608,25 +621,36 @@ impl FileSet {
     /// What `p` is, without following a final symlink.
     pub fn kind(&self, p: &RepoPath) -> Option<Kind> {
         self.note_kind(p);
-        self.run.source.kind(p)
+        match self.seen_now(p) {
+            Some(s) => s.kind(),
+            None => self.run.source.kind(p),
+        }
+    }
+
+    /// What `p` is, through symlinks. From this run's stat of `p` where it has one: loaders
+    /// ask the same questions of the same paths (a service placed on a hundred hosts, a
+    /// folder of every app), and the path is statted for its observation anyway.
+    fn target_kind(&self, p: &RepoPath) -> Option<Kind> {
+        self.note_kind(p);
+        match self.seen_now(p) {
+            Some(s) if s.kind != 3 => s.kind(),
+            _ => self.run.source.target_kind(p),
+        }
     }
 
     /// Whether `p` is a file (through symlinks inside the repo).
     pub fn is_file(&self, p: &RepoPath) -> bool {
-        self.note_kind(p);
-        self.run.source.target_kind(p) == Some(Kind::File)
+        self.target_kind(p) == Some(Kind::File)
     }
 
     /// Whether `p` is a folder (through symlinks inside the repo).
     pub fn is_dir(&self, p: &RepoPath) -> bool {
-        self.note_kind(p);
-        self.run.source.target_kind(p) == Some(Kind::Dir)
+        self.target_kind(p) == Some(Kind::Dir)
     }
 
     /// Whether `p` exists (a dangling symlink does not).
     pub fn exists(&self, p: &RepoPath) -> bool {
-        self.note_kind(p);
-        self.run.source.target_kind(p).is_some()
+        self.target_kind(p).is_some()
     }
 
     /// Refuses a path that resolves, through symlinks, to somewhere outside the repo.
