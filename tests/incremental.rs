@@ -81,6 +81,15 @@ fn an_override_appearing_in_an_existing_folder_is_planned() {
     assert_eq!(code, 0, "{plan}");
 }
 
+/// The same when the service's own runtime folder already existed (empty) at the last plan:
+/// the override is looked for in it, not only in the host's runtime folder's entries.
+#[test]
+fn an_override_appearing_in_the_services_empty_runtime_folder_is_planned() {
+    let lab = Lab::adopted();
+    std::fs::create_dir_all(lab.path("hosts/SATURN/runtime/forgejo")).unwrap();
+    override_appears(&lab);
+}
+
 /// A record of the state is parsed in full only when its node changed: a hand-broken input
 /// list is a clear error then (naming the file and the way out), and nothing is written.
 #[test]

@@ -214,54 +214,75 @@ pub fn compute(
     state: &State,
     removed_needs: &BTreeMap<Address, Vec<Address>>,
 ) -> Result<Plan, Error> {
-    let mut steps: BTreeMap<Address, Step> = BTreeMap::new();
-    let mut order: Vec<Address> = Vec::new();
+    use rayon::prelude::*;
+    // A node's step reads the steps of its placements alone, which lie in earlier waves: the
+    // nodes of one wave are planned side by side.
+    let mut steps: rustc_hash::FxHashMap<&Address, Step> = Default::default();
+    let mut order: Vec<&Address> = Vec::with_capacity(graph.len());
     let mut checks = Vec::new();
     for wave in graph.waves() {
+        let mut stateful = Vec::with_capacity(wave.len());
         for node in wave {
             let rule = registry.rule(node.address.kind())?;
-            order.push(node.address.clone());
-            if !rule.stateful() {
-                checks.push(node.address.clone());
-                continue;
+            order.push(&node.address);
+            if rule.stateful() {
+                stateful.push((node, rule));
+            } else {
+                checks.push(&node.address);
             }
-            let placements: Vec<(Address, Option<Action>)> = graph
-                .deps(&node.address)
-                .into_iter()
-                .filter(|(_, kind)| *kind == EdgeKind::Placement)
-                .map(|(dep, _)| (dep.clone(), steps.get(dep).map(|s| s.action)))
-                .collect();
-            let step = node_step(
-                node,
-                rule,
-                &eval[&node.address],
-                state.get(&node.address),
-                &placements,
-            )?;
-            steps.insert(node.address.clone(), step);
+        }
+        let planned: Vec<Step> = stateful
+            .par_iter()
+            .with_max_len(crate::PAR_TASK)
+            .map(|(node, rule)| {
+                let placements: Vec<(Address, Option<Action>)> = graph
+                    .deps(&node.address)
+                    .into_iter()
+                    .filter(|(_, kind)| *kind == EdgeKind::Placement)
+                    .map(|(dep, _)| (dep.clone(), steps.get(dep).map(|s| s.action)))
+                    .collect();
+                node_step(
+                    node,
+                    *rule,
+                    &eval[&node.address],
+                    state.get(&node.address),
+                    &placements,
+                )
+            })
+            .collect::<Vec<Result<Step, Error>>>()
+            .into_iter()
+            .collect::<Result<_, Error>>()?;
+        for ((node, _), step) in stateful.into_iter().zip(planned) {
+            steps.insert(&node.address, step);
         }
     }
 
-    for addr in checks {
-        let mut needed_by: Vec<Address> = graph
-            .dependents(&addr)
-            .into_iter()
-            .filter(|(d, _)| steps.get(*d).is_some_and(|s| s.action.is_change()))
-            .map(|(d, _)| d.clone())
-            .collect();
-        needed_by.extend(
-            removed_needs
-                .iter()
-                .filter(|(gone, checks)| {
-                    !graph.contains(gone) && state.get(gone).is_some() && checks.contains(&addr)
-                })
-                .map(|(gone, _)| gone.clone()),
-        );
-        let step = check_step(&addr, &eval[&addr], needed_by);
+    let checked: Vec<Step> = checks
+        .par_iter()
+        .with_max_len(crate::PAR_TASK)
+        .map(|addr| {
+            let mut needed_by: Vec<Address> = graph
+                .dependents(addr)
+                .into_iter()
+                .filter(|(d, _)| steps.get(*d).is_some_and(|s| s.action.is_change()))
+                .map(|(d, _)| d.clone())
+                .collect();
+            needed_by.extend(
+                removed_needs
+                    .iter()
+                    .filter(|(gone, checks)| {
+                        !graph.contains(gone) && state.get(gone).is_some() && checks.contains(addr)
+                    })
+                    .map(|(gone, _)| gone.clone()),
+            );
+            check_step(addr, &eval[*addr], needed_by)
+        })
+        .collect();
+    for (addr, step) in checks.into_iter().zip(checked) {
         steps.insert(addr, step);
     }
 
-    let mut out: Vec<Step> = order.into_iter().filter_map(|a| steps.remove(&a)).collect();
+    let mut out: Vec<Step> = order.into_iter().filter_map(|a| steps.remove(a)).collect();
     for (addr, rec) in &state.nodes {
         if !graph.contains(addr) {
             out.push(Step {

@@ -268,6 +268,8 @@ struct Run {
     /// Folders listed while a loader's view was kept: the stat made before each listing, and
     /// the listing's digest.
     listed: Mutex<FxHashMap<RepoPath, (Seen, [u8; 32])>>,
+    /// Each folder's entries, as listed this run.
+    listings: Mutex<FxHashMap<RepoPath, Arc<[Entry]>>>,
     /// Facts of kept derivations made this run (see [`FileSet::derived`]).
     kept: Mutex<facts::Kept>,
     /// The content digest of each file read from the work tree this run, made while its bytes
@@ -294,6 +296,7 @@ impl FileSet {
                 identities: HashMap::new(),
                 statted: Mutex::default(),
                 listed: Mutex::default(),
+                listings: Mutex::default(),
                 kept: Mutex::default(),
                 started: crate::time::fs_now_ns(),
             }),
@@ -621,21 +624,36 @@ impl FileSet {
     /// What `p` is, without following a final symlink.
     pub fn kind(&self, p: &RepoPath) -> Option<Kind> {
         self.note_kind(p);
-        match self.seen_now(p) {
+        match self.seen_for_kind(p) {
             Some(s) => s.kind(),
             None => self.run.source.kind(p),
         }
     }
 
-    /// What `p` is, through symlinks. From this run's stat of `p` where it has one: loaders
-    /// ask the same questions of the same paths (a service placed on a hundred hosts, a
-    /// folder of every app), and the path is statted for its observation anyway.
+    /// What `p` is, through symlinks.
     fn target_kind(&self, p: &RepoPath) -> Option<Kind> {
         self.note_kind(p);
-        match self.seen_now(p) {
+        match self.seen_for_kind(p) {
             Some(s) if s.kind != 3 => s.kind(),
             _ => self.run.source.target_kind(p),
         }
+    }
+
+    /// This run's stat of `p`, for a question about its kind. Loaders ask the same questions
+    /// of the same paths (a service placed on a hundred hosts, the folder of every app), and
+    /// while their view is kept each path they ask about is statted for its observation
+    /// anyway: then the stat is made once, now, and serves both. Otherwise a stat made earlier
+    /// is used when there is one, and `None` leaves the question to the source, uncounted.
+    fn seen_for_kind(&self, p: &RepoPath) -> Option<Seen> {
+        if self.remembering() {
+            return self.seen_now(p);
+        }
+        self.run
+            .statted
+            .lock()
+            .expect("no panics hold this lock")
+            .get(p)
+            .cloned()
     }
 
     /// Whether `p` is a file (through symlinks inside the repo).
@@ -658,9 +676,21 @@ impl FileSet {
         self.run.source.check_inside(p)
     }
 
-    /// The entries of a folder, sorted (an absent folder is empty).
+    /// The entries of a folder, sorted (an absent folder is empty). Listed once per run:
+    /// loaders list the same folders again (the folder of a service placed on many hosts, the
+    /// runtime folder of each host).
     pub fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
         self.note(dir);
+        let known = self
+            .run
+            .listings
+            .lock()
+            .expect("no panics hold this lock")
+            .get(dir)
+            .cloned();
+        if let Some(entries) = known {
+            return Ok(entries.to_vec());
+        }
         // While a loader's view is kept for the next run: the folder's stat for the run is
         // made before it is listed, and the listing's digest kept with it, so that its
         // observation need not list it again (see `observations`).
@@ -677,6 +707,11 @@ impl FileSet {
                 .expect("no panics hold this lock")
                 .insert(dir.clone(), (seen, cutoff::entries_digest(&entries)));
         }
+        self.run
+            .listings
+            .lock()
+            .expect("no panics hold this lock")
+            .insert(dir.clone(), entries.as_slice().into());
         Ok(entries)
     }
 

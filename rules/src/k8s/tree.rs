@@ -4,7 +4,9 @@
 //! cost on a large tree, and remembered across runs: see [`super::facts`]), and the checks
 //! made on every file a node reads.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use hl_engine::{Error, FileSet, Kind, Origin, RepoPath};
 use rayon::prelude::*;
@@ -44,11 +46,11 @@ impl<'a> Tree<'a> {
             files,
             index: BTreeMap::new(),
             walked: Vec::new(),
-            dirs: HashSet::new(),
-            kfiles: HashMap::new(),
-            facts: HashMap::new(),
+            dirs: Default::default(),
+            kfiles: Default::default(),
+            facts: Default::default(),
             flux: BTreeSet::new(),
-            data_sops: HashMap::new(),
+            data_sops: Default::default(),
         }
     }
 
