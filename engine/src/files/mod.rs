@@ -268,8 +268,6 @@ struct Run {
     /// Folders listed while a loader's view was kept: the stat made before each listing, and
     /// the listing's digest.
     listed: Mutex<FxHashMap<RepoPath, (Seen, [u8; 32])>>,
-    /// Each folder's entries, as listed this run.
-    listings: Mutex<FxHashMap<RepoPath, Arc<[Entry]>>>,
     /// Facts of kept derivations made this run (see [`FileSet::derived`]).
     kept: Mutex<facts::Kept>,
     /// The content digest of each file read from the work tree this run, made while its bytes
@@ -296,7 +294,6 @@ impl FileSet {
                 identities: HashMap::new(),
                 statted: Mutex::default(),
                 listed: Mutex::default(),
-                listings: Mutex::default(),
                 kept: Mutex::default(),
                 started: crate::time::fs_now_ns(),
             }),
@@ -676,21 +673,9 @@ impl FileSet {
         self.run.source.check_inside(p)
     }
 
-    /// The entries of a folder, sorted (an absent folder is empty). Listed once per run:
-    /// loaders list the same folders again (the folder of a service placed on many hosts, the
-    /// runtime folder of each host).
+    /// The entries of a folder, sorted (an absent folder is empty).
     pub fn list(&self, dir: &RepoPath) -> Result<Vec<Entry>, Error> {
         self.note(dir);
-        let known = self
-            .run
-            .listings
-            .lock()
-            .expect("no panics hold this lock")
-            .get(dir)
-            .cloned();
-        if let Some(entries) = known {
-            return Ok(entries.to_vec());
-        }
         // While a loader's view is kept for the next run: the folder's stat for the run is
         // made before it is listed, and the listing's digest kept with it, so that its
         // observation need not list it again (see `observations`).
@@ -707,11 +692,6 @@ impl FileSet {
                 .expect("no panics hold this lock")
                 .insert(dir.clone(), (seen, cutoff::entries_digest(&entries)));
         }
-        self.run
-            .listings
-            .lock()
-            .expect("no panics hold this lock")
-            .insert(dir.clone(), entries.as_slice().into());
         Ok(entries)
     }
 

@@ -436,18 +436,6 @@ fn first_existing(ctx: &Ctx, dir: &RepoPath, names: &[&str]) -> Option<RepoPath>
     })
 }
 
-/// Whether `dir` is a folder, by the listing of its parent (listed once per run).
-fn is_listed_dir(ctx: &Ctx, dir: &RepoPath) -> bool {
-    let Ok(entries) = ctx.files.list(&dir.parent()) else {
-        return false;
-    };
-    match entries.iter().find(|e| e.path == *dir).map(|e| e.kind) {
-        Some(Kind::Dir) => true,
-        Some(Kind::Symlink) => ctx.files.is_dir(dir),
-        Some(Kind::File | Kind::Other) | None => false,
-    }
-}
-
 fn node(
     ctx: &Ctx,
     facts: &Facts,
@@ -465,12 +453,7 @@ fn node(
     let runtime = RepoPath::new(&ctx.topology.layout.hosts)
         .and_then(|h| h.join(&format!("{}/runtime/{}", p.host, p.svc)))
         .map_err(Error::Internal)?;
-    // Most placements have no override: the host's runtime folder, listed once for all its
-    // services, says so without a probe of each service's folder.
-    let override_file = match is_listed_dir(ctx, &runtime) {
-        true => first_existing(ctx, &runtime, &OVERRIDE_FILES),
-        false => None,
-    };
+    let override_file = first_existing(ctx, &runtime, &OVERRIDE_FILES);
 
     let mut files = vec![compose.clone()];
     files.extend(override_file.clone());
