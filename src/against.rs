@@ -90,7 +90,8 @@ pub fn compare(
         &caches,
     )?;
     let state = compare::state_of(&base_graph, &base_eval, &registry)?;
-    let mut removed_needs = base_lab.removed_needs.clone();
+    drop(base_eval);
+    let mut removed_needs = std::mem::take(&mut base_lab.removed_needs);
     // Checks a deleted node would need are those it needed on the base side.
     for n in base_graph.nodes() {
         if !head_graph.contains(&n.address) {
@@ -103,6 +104,8 @@ pub fn compare(
             removed_needs.insert(n.address.clone(), checks);
         }
     }
+    // The base side is the state now: what it was made of goes before the plan is made.
+    drop((base_graph, base_lab));
     let plan = plan::compute(&head_graph, &registry, &head_eval, &state, &removed_needs)?;
     let (h, b) = (head_files.stats.snapshot(), base_files.stats.snapshot());
     let stats = StatsSnapshot {
