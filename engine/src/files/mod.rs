@@ -6,6 +6,7 @@
 mod cutoff;
 mod facts;
 mod git;
+mod walk;
 mod worktree;
 
 use std::collections::HashMap;
@@ -50,6 +51,10 @@ pub struct Entry {
     pub kind: Kind,
 }
 
+/// What [`Source::walk_listing`] calls with each folder it read and all the folder's entries
+/// (names and kinds, sorted by name).
+pub type OnListed<'a> = &'a mut dyn FnMut(&RepoPath, &[(String, Kind)]);
+
 /// Where a run's files come from.
 pub trait Source: Send + Sync + fmt::Debug {
     /// What to call this source in messages ("the work tree", "origin/main").
@@ -72,6 +77,19 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// Every entry below `dir`, sorted, not following symlinks, skipping what `.gitignore`
     /// ignores, and skipping hidden names unless `hidden`.
     fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error>;
+    /// [`Source::walk`], calling `before` with each folder right before it is listed and
+    /// `listed` with the folder and all its entries right after (hidden and ignored ones too,
+    /// sorted by name), so that a caller can keep each folder's listing without listing it
+    /// again. A source with no listing of its own to give (a git revision) only walks.
+    fn walk_listing(
+        &self,
+        dir: &RepoPath,
+        hidden: bool,
+        _before: &mut dyn FnMut(&RepoPath),
+        _listed: OnListed<'_>,
+    ) -> Result<Vec<Entry>, Error> {
+        self.walk(dir, hidden)
+    }
     /// The bytes of a file, following symlinks inside the repo, and whether they were read
     /// from git's objects (counted as blob reads).
     fn read(&self, p: &RepoPath) -> Result<(Vec<u8>, bool), Error>;
@@ -703,13 +721,12 @@ impl FileSet {
             .flatten()
         {
             Some(entries) => entries,
-            None => {
-                let entries = self.run.source.walk(dir, hidden)?;
-                if remembering {
-                    self.remember_walk(dir, hidden, &entries);
-                }
+            None if remembering => {
+                let entries = self.walk_listed(dir, hidden)?;
+                self.remember_walk(dir, hidden, &entries);
                 entries
             }
+            None => self.run.source.walk(dir, hidden)?,
         };
         if self.watching() {
             for p in walk_dependencies(dir, &entries) {
@@ -718,6 +735,41 @@ impl FileSet {
         }
         self.run.expect(entries.len());
         Ok(entries)
+    }
+
+    /// A walk whose folders' listings are kept as [`FileSet::list`] keeps them (each statted
+    /// right before it is read, then the digest of its entries), so that their observations
+    /// need not list them again. A folder's listing also shows whether it holds a `.gitignore`:
+    /// an absent one is known absent for the run without a stat of its own.
+    fn walk_listed(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
+        let mut before = |folder: &RepoPath| {
+            self.seen_now(folder);
+        };
+        let mut listed = |folder: &RepoPath, names: &[(String, Kind)]| {
+            let digest = cutoff::names_digest(names.iter().map(|(n, k)| (n.as_str(), *k)));
+            let mut statted = self.run.statted.lock().expect("no panics hold this lock");
+            let Some(seen) = statted
+                .get(folder)
+                .filter(|s| s.kind == 2 && s.key.is_some())
+                .cloned()
+            else {
+                return;
+            };
+            if !names.iter().any(|(n, _)| n == ".gitignore") {
+                if let Ok(g) = folder.join(".gitignore") {
+                    statted.entry(g).or_insert(Seen { kind: 0, key: None });
+                }
+            }
+            drop(statted);
+            self.run
+                .listed
+                .lock()
+                .expect("no panics hold this lock")
+                .insert(folder.clone(), (seen, digest));
+        };
+        self.run
+            .source
+            .walk_listing(dir, hidden, &mut before, &mut listed)
     }
 
     /// The bytes of `p`; refuses a symlink out of the repo. Nothing keeps them once the caller

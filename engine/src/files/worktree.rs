@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Entry, Kind, RepoPath, Source};
+use super::walk::{self, Level, Walk};
+use super::{Entry, Kind, OnListed, RepoPath, Source};
 use crate::error::Error;
 use crate::statcache::StatKey;
 
@@ -20,6 +21,9 @@ pub struct Worktree {
     /// Folders already resolved: whether each lies inside the repo. Resolving a path costs a
     /// readlink per component; the files of one folder share it.
     folders: std::sync::Mutex<std::collections::HashMap<RepoPath, bool>>,
+    /// The `.gitignore` of each folder above a walk's start, looked up once: every walk below
+    /// a folder shares it.
+    levels: std::sync::Mutex<std::collections::HashMap<RepoPath, Level>>,
 }
 
 impl Worktree {
@@ -44,6 +48,7 @@ impl Worktree {
             dir,
             canon_root,
             folders: std::sync::Mutex::default(),
+            levels: std::sync::Mutex::default(),
         })
     }
 
@@ -64,9 +69,41 @@ impl Worktree {
         }
     }
 
-    fn repo_path(&self, abs: &Path) -> Option<RepoPath> {
-        let rel = abs.strip_prefix(&self.root).ok()?;
-        RepoPath::new(rel.to_str()?).ok()
+    /// The levels of the folders above `dir` inside the repo, the root first.
+    fn levels_above(&self, dir: &RepoPath) -> Result<Vec<Level>, Error> {
+        let mut folders = Vec::new();
+        let mut up = dir.clone();
+        while !up.as_str().is_empty() {
+            up = up.parent();
+            folders.push(up.clone());
+        }
+        folders.reverse();
+        let mut out = Vec::with_capacity(folders.len());
+        for folder in folders {
+            let known = self
+                .levels
+                .lock()
+                .expect("no panics hold this lock")
+                .get(&folder)
+                .cloned();
+            let level = match known {
+                Some(level) => level,
+                None => {
+                    // A folder above a walk is not listed: its `.gitignore` is probed.
+                    let abs = self.abs(&folder);
+                    let has_ignore =
+                        std::fs::metadata(abs.join(".gitignore")).is_ok_and(|m| !m.is_dir());
+                    let level = walk::level(&abs, has_ignore)?;
+                    self.levels
+                        .lock()
+                        .expect("no panics hold this lock")
+                        .insert(folder, level.clone());
+                    level
+                }
+            };
+            out.push(level);
+        }
+        Ok(out)
     }
 }
 
@@ -86,7 +123,7 @@ fn read_dir(abs: &Path) -> std::io::Result<Option<std::fs::ReadDir>> {
     }
 }
 
-fn kind_of(t: std::fs::FileType) -> Kind {
+pub(super) fn kind_of(t: std::fs::FileType) -> Kind {
     if t.is_symlink() {
         Kind::Symlink
     } else if t.is_dir() {
@@ -242,36 +279,29 @@ impl Source for Worktree {
     }
 
     fn walk(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
+        self.walk_listing(dir, hidden, &mut |_| {}, &mut |_, _| {})
+    }
+
+    fn walk_listing(
+        &self,
+        dir: &RepoPath,
+        hidden: bool,
+        before: &mut dyn FnMut(&RepoPath),
+        listed: OnListed<'_>,
+    ) -> Result<Vec<Entry>, Error> {
         let abs = self.abs(dir);
         if !abs.is_dir() {
             return Ok(Vec::new());
         }
-        let walker = ignore::WalkBuilder::new(&abs)
-            .standard_filters(false)
-            .hidden(!hidden)
-            .parents(true)
-            .git_ignore(true)
-            .require_git(false)
-            .follow_links(false)
-            .sort_by_file_name(|a, b| a.cmp(b))
-            .build();
-        let mut out = Vec::new();
-        for entry in walker {
-            let entry = entry.map_err(|e| {
-                Error::io("cannot walk", &abs, std::io::Error::other(e.to_string()))
-            })?;
-            if entry.depth() == 0 {
-                continue;
-            }
-            let (Some(path), Some(t)) = (self.repo_path(entry.path()), entry.file_type()) else {
-                continue;
-            };
-            out.push(Entry {
-                path,
-                kind: kind_of(t),
-            });
-        }
-        Ok(out)
+        let mut walk = Walk {
+            hidden,
+            levels: self.levels_above(dir)?,
+            out: Vec::new(),
+            before,
+            listed,
+        };
+        walk.folder(dir, &abs)?;
+        Ok(walk.out)
     }
 
     fn read(&self, p: &RepoPath) -> Result<(Vec<u8>, bool), Error> {
