@@ -742,25 +742,31 @@ impl FileSet {
     /// need not list them again. A folder's listing also shows whether it holds a `.gitignore`:
     /// an absent one is known absent for the run without a stat of its own.
     fn walk_listed(&self, dir: &RepoPath, hidden: bool) -> Result<Vec<Entry>, Error> {
+        // The stat made right before a folder is read, for its listing right after (a folder's
+        // listing follows its `before` at once, before the walk goes deeper).
+        let last = std::cell::RefCell::new(None);
         let mut before = |folder: &RepoPath| {
-            self.seen_now(folder);
+            *last.borrow_mut() = self.seen_now(folder);
         };
         let mut listed = |folder: &RepoPath, names: &[(String, Kind)]| {
-            let digest = cutoff::names_digest(names.iter().map(|(n, k)| (n.as_str(), *k)));
-            let mut statted = self.run.statted.lock().expect("no panics hold this lock");
-            let Some(seen) = statted
-                .get(folder)
+            let Some(seen) = last
+                .borrow_mut()
+                .take()
                 .filter(|s| s.kind == 2 && s.key.is_some())
-                .cloned()
             else {
                 return;
             };
+            let digest = cutoff::names_digest(names.iter().map(|(n, k)| (n.as_str(), *k)));
             if !names.iter().any(|(n, _)| n == ".gitignore") {
                 if let Ok(g) = folder.join(".gitignore") {
-                    statted.entry(g).or_insert(Seen { kind: 0, key: None });
+                    self.run
+                        .statted
+                        .lock()
+                        .expect("no panics hold this lock")
+                        .entry(g)
+                        .or_insert(Seen { kind: 0, key: None });
                 }
             }
-            drop(statted);
             self.run
                 .listed
                 .lock()

@@ -3,13 +3,16 @@
 //!
 //! It keeps the `ignore` crate's rules, as its `WalkBuilder` applied them for hl (only
 //! `.gitignore` files, `require_git(false)`, no symlinks followed, names sorted): the nearest
-//! `.gitignore` with a verdict on a path decides, an ignored folder is not entered, hidden names
-//! are skipped unless asked for, and a folder holding `.git` is no boundary. It differs in one
-//! way: `.gitignore` files above the repo root are not read (git does not read them; the crate
-//! read them up to `/`, so a file outside the repo could change a walk without the load cache,
-//! which records only the repo's, noticing). What it saves: a first plan of a large homelab
-//! walked 6,000 folders with the crate, then listed each again for its observation, and probed
-//! each for a `.gitignore` that its listing already showed absent.
+//! `.gitignore` with a verdict on a path decides, an ignored folder is not entered, a hidden
+//! name is skipped unless asked for or re-included by a `.gitignore`, a folder holding `.git`
+//! is no boundary, a pattern that does not parse is passed over in a walked folder (and an
+//! error above the walk's start), and a walk that starts at a link into the repo takes the
+//! rules above where the link leads. It differs in one way: `.gitignore` files above the repo
+//! root are not read (git does not read them; the crate read them up to `/`, so a file outside
+//! the repo could change a walk without the load cache, which records only the repo's,
+//! noticing). What it saves: a first plan of a large homelab walked 6,000 folders with the
+//! crate, then listed each again for its observation, and probed each for a `.gitignore` that
+//! its listing already showed absent.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,49 +26,46 @@ use crate::error::Error;
 /// One folder's say in the walk: its `.gitignore`, if it has one.
 pub(super) type Level = Option<Arc<Gitignore>>;
 
-/// The level of folder `abs`, from whether it holds a `.gitignore`.
-pub(super) fn level(abs: &Path, has_ignore: bool) -> Result<Level, Error> {
-    match has_ignore {
-        true => gitignore(abs),
-        false => Ok(None),
+/// The level of folder `abs`, from whether it holds a `.gitignore`. With `strict`, a pattern
+/// that does not parse is an error (as the crate reported one above a walk's start); without,
+/// the lines that parse apply and the others are passed over (as the crate did in the folders
+/// it walked). A line that is not UTF-8 is passed over either way, and an unreadable file is
+/// none, as with the crate.
+pub(super) fn level(abs: &Path, has_ignore: bool, strict: bool) -> Result<Level, Error> {
+    if !has_ignore {
+        return Ok(None);
     }
-}
-
-/// The matcher of `abs/.gitignore`; `None` when it cannot be read (as the `ignore` crate does).
-/// A pattern that does not parse is an error, as it was with the crate's walk.
-fn gitignore(abs: &Path) -> Result<Option<Arc<Gitignore>>, Error> {
     let path = abs.join(".gitignore");
     let mut builder = GitignoreBuilder::new(abs);
     builder
         .case_insensitive(false)
         .expect("case sensitivity is always accepted");
+    let fail =
+        |e: ignore::Error| Error::io("cannot walk", &path, std::io::Error::other(e.to_string()));
     if let Some(e) = builder.add(&path) {
-        if !e.is_io() {
-            return Err(Error::io(
-                "cannot walk",
-                &path,
-                std::io::Error::other(e.to_string()),
-            ));
+        if strict && !e.is_io() {
+            return Err(fail(e));
         }
-        return Ok(None);
     }
-    let gi = builder
-        .build()
-        .map_err(|e| Error::io("cannot walk", &path, std::io::Error::other(e.to_string())))?;
+    let gi = match builder.build() {
+        Ok(gi) => gi,
+        Err(e) if strict => return Err(fail(e)),
+        Err(_) => return Ok(None),
+    };
     Ok((!gi.is_empty()).then(|| Arc::new(gi)))
 }
 
-/// Whether `path` is ignored by the levels, innermost first: the first `.gitignore` with a
-/// verdict decides.
-fn ignored(levels: &[Level], path: &Path, is_dir: bool) -> bool {
+/// What the levels say of `path`, innermost first: the first `.gitignore` with a verdict
+/// decides.
+fn verdict(levels: &[Level], path: &Path, is_dir: bool) -> Match<()> {
     for gi in levels.iter().rev().flatten() {
         match gi.matched(path, is_dir) {
-            Match::Ignore(_) => return true,
-            Match::Whitelist(_) => return false,
+            Match::Ignore(_) => return Match::Ignore(()),
+            Match::Whitelist(_) => return Match::Whitelist(()),
             Match::None => {}
         }
     }
-    false
+    Match::None
 }
 
 /// A walk under way.
@@ -96,13 +96,17 @@ impl Walk<'_> {
         let has_ignore = names
             .iter()
             .any(|(n, k)| n == ".gitignore" && *k != Kind::Dir);
-        self.levels.push(level(abs, has_ignore)?);
+        self.levels.push(level(abs, has_ignore, false)?);
         for (name, kind) in &names {
-            if !self.hidden && name.starts_with('.') {
-                continue;
-            }
             let child = abs.join(name);
-            if ignored(&self.levels, &child, *kind == Kind::Dir) {
+            // A hidden name is skipped only where no `.gitignore` has a verdict on it: one
+            // that re-includes it (`!.sops.yaml`) keeps it, as with the crate.
+            let skip = match verdict(&self.levels, &child, *kind == Kind::Dir) {
+                Match::Ignore(()) => true,
+                Match::Whitelist(()) => false,
+                Match::None => !self.hidden && name.starts_with('.'),
+            };
+            if skip {
                 continue;
             }
             let Ok(path) = dir.join(name) else {
@@ -161,9 +165,11 @@ mod tests {
     }
 
     /// A tree with every rule the walk keeps: nested `.gitignore` files that ignore and
-    /// re-include, folder-only and anchored patterns, `**`, hidden names, an ignored folder
-    /// holding a re-included file, symlinks to a folder and a file, and a nested repository
-    /// (no boundary to the outer `.gitignore`, as with the crate).
+    /// re-include, folder-only and anchored patterns, `**`, hidden names (one re-included),
+    /// an ignored folder holding a re-included file, symlinks to a folder and a file, a nested
+    /// repository (no boundary to the outer `.gitignore`, as with the crate), a pattern that
+    /// does not parse and a line that is not UTF-8 (the other lines still apply), and a link
+    /// to a folder whose parent's `.gitignore` applies when a walk starts at the link.
     fn tricky() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = dir.path();
@@ -171,7 +177,7 @@ mod tests {
         put(
             r,
             ".gitignore",
-            "*.log\nbuild/\n/top.txt\n**/deep/*.tmp\nsecret*\n!secret.keep\n*.md\n",
+            "*.log\nbuild/\n/top.txt\n**/deep/*.tmp\nsecret*\n!secret.keep\n*.md\n!.keep-me\n",
         );
         for f in [
             "top.txt",
@@ -195,10 +201,23 @@ mod tests {
             "nested/x.log",
             "nested/sub/y.yaml",
             "z.yaml",
+            ".keep-me",
+            "a/secret.env",
+            "a/b/deep/bad.tmp2",
+            "a/b/deep/fine.yaml",
+            "apps/x/svc/a.bak",
+            "apps/x/svc/b.yaml",
         ] {
             put(r, f, "x\n");
         }
-        put(r, "a/.gitignore", "!keep.log\n/c.yaml\nb/c.yaml\n");
+        fs::write(
+            r.join("a/.gitignore"),
+            b"!keep.log\n/c.yaml\nb/c.yaml\n# caf\xe9: not UTF-8\nsecret.env\n",
+        )
+        .expect("a/.gitignore");
+        put(r, "a/b/deep/.gitignore", "foo[\n*.tmp2\n");
+        put(r, "apps/x/.gitignore", "*.bak\n");
+        std::os::unix::fs::symlink("apps/x/svc", r.join("svc")).expect("a link");
         put(r, "a/b/.gitignore", "!*.tmp\n");
         put(r, "build/.gitignore", "!out.yaml\n");
         fs::create_dir_all(r.join("nested/.git")).expect("nested .git");
@@ -215,7 +234,16 @@ mod tests {
         let dir = tricky();
         let root = dir.path();
         let tree = Worktree::new(root).expect("a work tree");
-        for start in ["", "a", "a/b", "nested", "nested/sub", ".hidden", "build"] {
+        for start in [
+            "",
+            "a",
+            "a/b",
+            "nested",
+            "nested/sub",
+            ".hidden",
+            "build",
+            "svc",
+        ] {
             for hidden in [false, true] {
                 let p = RepoPath::new(start).expect("a path");
                 let ours: Vec<(String, Kind)> = tree
@@ -241,6 +269,8 @@ mod tests {
             "a/secret.keep",
             "a/b/deep/z.tmp",
             "nested/sub",
+            ".keep-me",
+            "a/b/deep/fine.yaml",
         ] {
             assert!(names.contains(&kept), "{kept} in {names:?}");
         }
@@ -253,9 +283,20 @@ mod tests {
             "notes.md",
             "nested/inner.md",
             "nested/sub/y.yaml",
+            "a/secret.env",
+            "a/b/deep/bad.tmp2",
         ] {
             assert!(!names.contains(&dropped), "{dropped} in {names:?}");
         }
+        let svc = tree
+            .walk(&RepoPath::new("svc").expect("a path"), false)
+            .expect("walks");
+        let svc: Vec<&str> = svc.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            svc,
+            ["svc/b.yaml"],
+            "apps/x/.gitignore applies through the link"
+        );
     }
 
     /// Each folder read is told with every entry it holds, hidden and ignored ones included,
@@ -294,6 +335,7 @@ mod tests {
                 "build",
                 "build.yaml",
                 "keep.log",
+                "secret.env",
                 "secret.keep",
                 "secret2",
                 "top.txt",

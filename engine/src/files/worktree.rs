@@ -93,7 +93,7 @@ impl Worktree {
                     let abs = self.abs(&folder);
                     let has_ignore =
                         std::fs::metadata(abs.join(".gitignore")).is_ok_and(|m| !m.is_dir());
-                    let level = walk::level(&abs, has_ignore)?;
+                    let level = walk::level(&abs, has_ignore, true)?;
                     self.levels
                         .lock()
                         .expect("no panics hold this lock")
@@ -289,13 +289,32 @@ impl Source for Worktree {
         before: &mut dyn FnMut(&RepoPath),
         listed: OnListed<'_>,
     ) -> Result<Vec<Entry>, Error> {
-        let abs = self.abs(dir);
+        let mut abs = self.abs(dir);
         if !abs.is_dir() {
             return Ok(Vec::new());
         }
+        // A start that is a link into the repo is walked where it leads, under the rules of
+        // the folders above that place (as the crate did); the entries keep the link's path.
+        let mut above = dir.clone();
+        if self.kind(dir) == Some(Kind::Symlink) {
+            if let Some(real) = abs
+                .canonicalize()
+                .ok()
+                .filter(|r| r.starts_with(&self.canon_root))
+            {
+                let rel = real
+                    .strip_prefix(&self.canon_root)
+                    .ok()
+                    .and_then(|r| r.to_str());
+                if let Some(p) = rel.and_then(|r| RepoPath::new(r).ok()) {
+                    above = p;
+                    abs = real;
+                }
+            }
+        }
         let mut walk = Walk {
             hidden,
-            levels: self.levels_above(dir)?,
+            levels: self.levels_above(&above)?,
             out: Vec::new(),
             before,
             listed,
