@@ -134,6 +134,12 @@ mod tests {
 
     /// The walk as the `ignore` crate made it (hl's walk before this module), the oracle.
     fn crate_walk(root: &Path, dir: &str, hidden: bool) -> Vec<(String, Kind)> {
+        crate_walk_or_error(root, dir, hidden).expect("the crate walks")
+    }
+
+    /// The crate's walk; `None` where it gave an error (a `.gitignore` above the start with a
+    /// pattern that does not parse).
+    fn crate_walk_or_error(root: &Path, dir: &str, hidden: bool) -> Option<Vec<(String, Kind)>> {
         let abs = root.join(dir);
         let walker = ignore::WalkBuilder::new(&abs)
             .standard_filters(false)
@@ -144,18 +150,20 @@ mod tests {
             .follow_links(false)
             .sort_by_file_name(|a, b| a.cmp(b))
             .build();
-        walker
-            .map(|e| e.expect("the crate walks"))
-            .filter(|e| e.depth() > 0)
-            .map(|e| {
-                let rel = e.path().strip_prefix(root).expect("below the root");
-                let t = e.file_type().expect("a type");
-                (
-                    rel.to_str().expect("utf-8").to_string(),
-                    super::super::worktree::kind_of(t),
-                )
-            })
-            .collect()
+        let mut out = Vec::new();
+        for e in walker {
+            let e = e.ok()?;
+            if e.depth() == 0 {
+                continue;
+            }
+            let rel = e.path().strip_prefix(root).expect("below the root");
+            let t = e.file_type().expect("a type");
+            out.push((
+                rel.to_str().expect("utf-8").to_string(),
+                super::super::worktree::kind_of(t),
+            ));
+        }
+        Some(out)
     }
 
     fn put(root: &Path, path: &str, text: &str) {
@@ -215,7 +223,7 @@ mod tests {
             b"!keep.log\n/c.yaml\nb/c.yaml\n# caf\xe9: not UTF-8\nsecret.env\n",
         )
         .expect("a/.gitignore");
-        put(r, "a/b/deep/.gitignore", "foo[\n*.tmp2\n");
+        put(r, "a/b/deep/.gitignore", "[z-a]\n*.tmp2\n");
         put(r, "apps/x/.gitignore", "*.bak\n");
         std::os::unix::fs::symlink("apps/x/svc", r.join("svc")).expect("a link");
         put(r, "a/b/.gitignore", "!*.tmp\n");
@@ -346,5 +354,111 @@ mod tests {
         let told =
             super::super::cutoff::names_digest(lists[0].iter().map(|(n, k)| (n.as_str(), *k)));
         assert_eq!(listing, Some(told), "the digest its observation would make");
+    }
+
+    /// Random trees with random `.gitignore` files (patterns that ignore, re-include, anchor,
+    /// match folders only, use `**`, touch hidden names, and some that do not parse), walked
+    /// from random folders with and without hidden names: the hand-made walk gives what the
+    /// crate's walk gave, or fails where it failed. `HL_WALK_ROUNDS` runs more trees.
+    #[test]
+    fn random_trees_walk_as_the_crate_walks() {
+        const NAMES: [&str; 8] = ["a", "b", "deep", "build", ".h", "sub", "x", "keep"];
+        const EXTS: [&str; 6] = [".yaml", ".log", ".tmp", ".md", "", ".bak"];
+        const PATTERNS: [&str; 24] = [
+            "*.log",
+            "!keep.log",
+            "build/",
+            "/top.yaml",
+            "**/deep/*.tmp",
+            "!*.tmp",
+            "a/",
+            "!.h",
+            ".h*",
+            "*.md",
+            "!b.md",
+            "d*/",
+            "sub/x.yaml",
+            "# a comment",
+            "",
+            "\\#x",
+            "x.yaml  ",
+            "/a/b/",
+            "!build/",
+            "*.bak",
+            "!x*",
+            "keep*",
+            "[z-a]",
+            "b/**",
+        ];
+        let rounds: u64 = std::env::var("HL_WALK_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(60);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut compared = 0;
+        for round in 0..rounds {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let root = dir.path();
+            fs::create_dir_all(root.join(".git")).expect(".git");
+            let mut folders = vec![String::new()];
+            for _ in 0..12 {
+                let parent = folders[next(folders.len())].clone();
+                if parent.matches('/').count() >= 3 {
+                    continue;
+                }
+                let name = NAMES[next(NAMES.len())];
+                let f = if parent.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{parent}/{name}")
+                };
+                fs::create_dir_all(root.join(&f)).expect("a folder");
+                folders.push(f);
+            }
+            for folder in &folders {
+                for _ in 0..next(5) {
+                    let name = format!("{}{}", NAMES[next(NAMES.len())], EXTS[next(EXTS.len())]);
+                    let p = root.join(folder).join(&name);
+                    if !p.is_dir() {
+                        fs::write(p, "x\n").expect("a file");
+                    }
+                }
+                if next(3) == 0 {
+                    let lines: Vec<&str> = (0..1 + next(4))
+                        .map(|_| PATTERNS[next(PATTERNS.len())])
+                        .collect();
+                    let p = root.join(folder).join(".gitignore");
+                    if !p.is_dir() {
+                        fs::write(p, lines.join("\n")).expect("a .gitignore");
+                    }
+                }
+            }
+            let tree = Worktree::new(root).expect("a work tree");
+            for _ in 0..3 {
+                let start = folders[next(folders.len())].clone();
+                let hidden = next(2) == 0;
+                let p = RepoPath::new(&start).expect("a path");
+                let ours = tree.walk(&p, hidden).ok().map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| (e.path.as_str().to_string(), e.kind))
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(
+                    ours,
+                    crate_walk_or_error(root, &start, hidden),
+                    "round {round}: walk of `{start}`, hidden {hidden}, in {}",
+                    dir.keep().display()
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, rounds * 3);
     }
 }
