@@ -81,8 +81,7 @@ fn an_override_appearing_in_an_existing_folder_is_planned() {
     assert_eq!(code, 0, "{plan}");
 }
 
-/// The same when the service's own runtime folder already existed (empty) at the last plan:
-/// the override is looked for in it, not only in the host's runtime folder's entries.
+/// The same when the service's own runtime folder already existed (empty) at the last plan.
 #[test]
 fn an_override_appearing_in_the_services_empty_runtime_folder_is_planned() {
     let lab = Lab::adopted();

@@ -205,20 +205,16 @@ impl StatCache {
             return Ok((self.generation, pending));
         }
         // Sorted by path (a first plan's tens of thousands of entries sorted and encoded in
-        // parallel: this is the last file written). A path hashed this run wins over its old
-        // entry.
+        // parallel: this is the last file written). The old entries first, then this run's
+        // hashes: the sort is stable, and of one path the last is kept.
         let unused: rustc_hash::FxHashSet<&RepoPath> = update.unused.iter().collect();
-        let changed: rustc_hash::FxHashSet<&RepoPath> =
-            update.changed.iter().map(|(p, _, _)| p).collect();
-        let mut list: Vec<(&RepoPath, &StatKey, &Digest<Content>)> =
-            update.changed.iter().map(|(p, k, d)| (p, k, d)).collect();
-        list.extend(
-            self.entries
-                .iter()
-                .filter(|(p, _)| !unused.contains(p) && !changed.contains(p))
-                .map(|(p, (k, d, _))| (p, k, d)),
-        );
-        // Stable, so that of a path hashed twice the last hash is kept, as it was written.
+        let mut list: Vec<(&RepoPath, &StatKey, &Digest<Content>)> = self
+            .entries
+            .iter()
+            .filter(|(p, _)| !unused.contains(p))
+            .map(|(p, (k, d, _))| (p, k, d))
+            .collect();
+        list.extend(update.changed.iter().map(|(p, k, d)| (p, k, d)));
         list.par_sort_by(|a, b| a.0.cmp(b.0));
         list.dedup_by(|later, kept| {
             let same = later.0 == kept.0;

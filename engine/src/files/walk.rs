@@ -82,16 +82,9 @@ impl Walk<'_> {
     /// Reads folder `dir` (at `abs`) and walks on into its folders, depth first, in name order.
     pub fn folder(&mut self, dir: &RepoPath, abs: &Path) -> Result<(), Error> {
         (self.before)(dir);
-        let mut names: Vec<(String, Kind)> = Vec::new();
-        let entries = std::fs::read_dir(abs).map_err(|e| Error::io("cannot walk", abs, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("cannot walk", abs, e))?;
-            let (Ok(name), Ok(t)) = (entry.file_name().into_string(), entry.file_type()) else {
-                continue;
-            };
-            names.push((name, super::worktree::kind_of(t)));
-        }
-        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let names = std::fs::read_dir(abs)
+            .and_then(super::worktree::names)
+            .map_err(|e| Error::io("cannot walk", abs, e))?;
         (self.listed)(dir, &names);
         let has_ignore = names
             .iter()

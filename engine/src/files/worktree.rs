@@ -123,6 +123,20 @@ fn read_dir(abs: &Path) -> std::io::Result<Option<std::fs::ReadDir>> {
     }
 }
 
+/// A folder's entries as (name, kind), sorted by name; names that are not UTF-8 are left out.
+pub(super) fn names(rd: std::fs::ReadDir) -> std::io::Result<Vec<(String, Kind)>> {
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry?;
+        let (Ok(name), Ok(t)) = (entry.file_name().into_string(), entry.file_type()) else {
+            continue;
+        };
+        names.push((name, kind_of(t)));
+    }
+    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
+}
+
 pub(super) fn kind_of(t: std::fs::FileType) -> Kind {
     if t.is_symlink() {
         Kind::Symlink
@@ -264,15 +278,7 @@ impl Source for Worktree {
         let Some(rd) = read_dir(&self.abs(dir)).ok()? else {
             return Some(super::cutoff::names_digest(std::iter::empty()));
         };
-        let mut names: Vec<(String, Kind)> = Vec::new();
-        for entry in rd {
-            let entry = entry.ok()?;
-            let (Ok(name), Ok(t)) = (entry.file_name().into_string(), entry.file_type()) else {
-                continue;
-            };
-            names.push((name, kind_of(t)));
-        }
-        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let names = names(rd).ok()?;
         Some(super::cutoff::names_digest(
             names.iter().map(|(n, k)| (n.as_str(), *k)),
         ))
